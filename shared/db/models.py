@@ -1,0 +1,278 @@
+"""The album schema. Enumerations are VARCHAR + CHECK (portable, cheap to extend in a migration)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class PhotoStatus(str, enum.Enum):
+    pending = "pending"
+    processing = "processing"
+    done = "done"
+    failed = "failed"
+    deleted = "deleted"
+
+
+class GalleryRole(str, enum.Enum):
+    reference = "reference"
+    train = "train"
+    candidate = "candidate"
+    rejected = "rejected"
+
+
+class ModelStatus(str, enum.Enum):
+    training = "training"
+    ready = "ready"
+    active = "active"
+    retired = "retired"
+    failed = "failed"
+
+
+class RecognitionMethod(str, enum.Enum):
+    geo = "geo"
+    verified = "global+verified"
+    none = "none"
+    manual = "manual"
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    # Opt-in: may this user's photos become gallery candidates (mining from uploads)?
+    share_for_gallery: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    created_at: Mapped[datetime] = _now()
+
+
+class City(Base):
+    __tablename__ = "cities"
+    __table_args__ = (UniqueConstraint("name", "country"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    country: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
+
+
+class Landmark(Base):
+    __tablename__ = "landmarks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    city_id: Mapped[int | None] = mapped_column(ForeignKey("cities.id"), nullable=True)
+    country: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_at: Mapped[datetime] = _now()
+
+    city: Mapped[City | None] = relationship()
+
+
+class GalleryPhoto(Base):
+    """A photo of a landmark used to build and clean the recognition model (never a user's album entry)."""
+
+    __tablename__ = "gallery_photos"
+    __table_args__ = (UniqueConstraint("landmark_id", "bucket", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id", ondelete="CASCADE"), nullable=False)
+    bucket: Mapped[str] = mapped_column(String(255), nullable=False)
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[GalleryRole] = mapped_column(_enum(GalleryRole, "gallery_role"), nullable=False)
+    cleaning_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source: Mapped[str] = mapped_column(String(32), nullable=False, server_default="import")
+    split: Mapped[str] = mapped_column(String(16), nullable=False, server_default="train")
+    photo_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+
+    landmark: Mapped[Landmark] = relationship()
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    backbone: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"), nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    artifact_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Photo(Base):
+    """A user's upload, keyed by its object; its status is the single source of truth for processing."""
+
+    __tablename__ = "photos"
+    __table_args__ = (
+        UniqueConstraint("bucket", "key"),
+        Index("ix_photos_owner_status", "owner_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    bucket: Mapped[str] = mapped_column(String(255), nullable=False)
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    etag: Mapped[str | None] = mapped_column(String(128))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[PhotoStatus] = mapped_column(
+        _enum(PhotoStatus, "photo_status"), nullable=False, default=PhotoStatus.pending, index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    owner: Mapped[User | None] = relationship()
+    model_version: Mapped[ModelVersion | None] = relationship()
+
+
+class Recognition(Base):
+    """One decision for a photo by one model version (rank 0 is the best; no landmark is a row too)."""
+
+    __tablename__ = "recognitions"
+    __table_args__ = (UniqueConstraint("photo_id", "model_version_id", "rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), nullable=False)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), nullable=False)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    landmark_id: Mapped[int | None] = mapped_column(ForeignKey("landmarks.id"))
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    method: Mapped[RecognitionMethod] = mapped_column(
+        _enum(RecognitionMethod, "recognition_method"), nullable=False
+    )
+    verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    created_at: Mapped[datetime] = _now()
+
+    landmark: Mapped[Landmark | None] = relationship()
+
+
+class Album(Base):
+    """A user's album for one landmark; ``photo_count`` always equals its membership rows."""
+
+    __tablename__ = "albums"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "landmark_id"),
+        CheckConstraint("photo_count >= 0", name="photo_count_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id"), nullable=False)
+    photo_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cover_photo_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+    owner: Mapped[User] = relationship()
+    landmark: Mapped[Landmark] = relationship()
+
+
+class AlbumPhoto(Base):
+    __tablename__ = "album_photos"
+
+    album_id: Mapped[int] = mapped_column(ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="auto")
+    added_at: Mapped[datetime] = _now()
+
+
+class TaskFailure(Base):
+    """A permanent failure, recorded once with its reason so an operator can inspect and retry it."""
+
+    __tablename__ = "task_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    bucket: Mapped[str | None] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(Text)
+    task_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    traceback: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EventCursor(Base):
+    """Durable position of an event source (e.g. the SeaweedFS metadata stream, in ns since the epoch)."""
+
+    __tablename__ = "event_cursors"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )

@@ -1,0 +1,92 @@
+"""One typed settings object, read from the environment (prefix ``LANDMARKS_``).
+
+Only entry points (CLI, Celery app, bridge) call :func:`get_settings`; library functions take plain values.
+Nested groups use ``__``: ``LANDMARKS_S3__ENDPOINT=127.0.0.1:8333``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class S3Settings(BaseModel):
+    """S3-compatible object storage (SeaweedFS locally, MinIO/RustFS/Ceph RGW in deployment)."""
+
+    endpoint: str = "127.0.0.1:8333"
+    access_key: str = "landmarks"
+    secret_key: SecretStr = SecretStr("landmarks-secret")
+    secure: bool = False
+    region: str = "us-east-1"
+    photos_bucket: str = "photos"
+    gallery_bucket: str = "gallery"
+    models_bucket: str = "models"
+
+
+class SeaweedSettings(BaseModel):
+    """Ports of the local SeaweedFS (`weed mini`); gRPC ports are explicit because weed assumes HTTP+10000."""
+
+    master_port: int = 9333
+    master_grpc_port: int = 19333
+    volume_port: int = 8080
+    volume_grpc_port: int = 18080
+    filer_port: int = 8888
+    filer_grpc_port: int = 18888
+    s3_port: int = 8333
+    webdav_port: int = 7333
+    admin_port: int = 23646
+    admin_grpc_port: int = 33646
+
+
+class RecognitionSettings(BaseModel):
+    """Decision parameters; a model bundle's calibrated thresholds override the defaults here."""
+
+    backbone: str = "efficientnet_lite2"
+    pooling: str = "gem"
+    image_size: int = 260
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 16
+    weights_path: Path | None = None  # resnet50 / wide_resnet50_2 weights supplied by the operator
+    non_landmark_rejection: float = 0.99
+    geo_radius_km: float = 1.0
+    top_k: int = 1
+    min_cluster_size: int = 0  # 0: scale to the gallery size
+    max_pixels: int = 200_000_000
+
+
+class FlowerSettings(BaseModel):
+    port: int = 5555
+    user: str = "admin"
+    password: SecretStr = SecretStr("landmarks")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LANDMARKS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/landmarks"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    state_dir: Path = REPO_ROOT / ".landmarks"
+    model_store: Path = REPO_ROOT / ".landmarks" / "models"
+    s3: S3Settings = Field(default_factory=S3Settings)
+    seaweed: SeaweedSettings = Field(default_factory=SeaweedSettings)
+    recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    webhook_port: int = 8765
+    webhook_token: SecretStr = SecretStr("change-me-webhook-token")
+    webhook_max_body_bytes: int = 1_000_000
+    api_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,5 @@
+"""`landmarks db upgrade|current|check`."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,5 @@
+"""`landmarks dev up|down|status`."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
