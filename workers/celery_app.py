@@ -1,0 +1,56 @@
+"""The Celery application: broker, queues, routing by task-name prefix, reliability settings.
+
+Workers start with ``celery -A workers.celery_app worker -Q <queue>``; one queue per kind of work so the
+low-priority ``cleaning`` and ``training`` queues never delay uploads.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings, get_settings
+
+QUEUES = ("ingest", "recognize", "albums", "cleaning", "training")
+
+TASK_ROUTES = {
+    "ingest.*": {"queue": "ingest"},
+    "recognition.*": {"queue": "recognize"},
+    "albums.*": {"queue": "albums"},
+    "cleaning.*": {"queue": "cleaning"},
+    "training.*": {"queue": "training"},
+}
+
+TASK_MODULES = ["tasks.ingest", "tasks.recognition", "tasks.albums", "tasks.cleaning", "tasks.training"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery(
+        "landmarks", broker=settings.broker_url, backend=settings.result_backend, include=TASK_MODULES
+    )
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="ingest",
+        task_routes=TASK_ROUTES,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_expires=24 * 3600,
+        # Reliability: a task is acknowledged only after it finished, and comes back if its worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis redelivers unacknowledged tasks after this; it must exceed the longest task (training runs
+        # report progress and are split into stages well under this).
+        broker_transport_options={"visibility_timeout": 4 * 3600, "queue_order_strategy": "priority"},
+        broker_connection_retry_on_startup=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_celery(get_settings())
