@@ -1,0 +1,67 @@
+"""Recording permanent failures: once per photo, with the reason an operator reads in `landmarks failures`."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.db.models import Photo, PhotoStatus, TaskFailure
+
+
+def record_failure(
+    session: Session,
+    *,
+    task_name: str,
+    reason: str,
+    message: str,
+    photo_id: uuid.UUID | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+    task_id: str | None = None,
+    error_type: str | None = None,
+    traceback: str | None = None,
+) -> TaskFailure:
+    """Mark the photo failed and keep one open failure row per photo (a repeat bumps ``attempts``)."""
+    text = f"{reason}: {message}"
+    if photo_id is not None:
+        session.execute(
+            update(Photo).where(Photo.id == photo_id).values(status=PhotoStatus.failed, error=text[:4000])
+        )
+        existing = session.execute(
+            select(TaskFailure)
+            .where(TaskFailure.photo_id == photo_id, TaskFailure.resolved_at.is_(None))
+            .with_for_update()
+        ).scalar_one_or_none()
+        if existing is not None:
+            existing.attempts += 1
+            existing.reason = text
+            existing.task_name = task_name
+            existing.task_id = task_id
+            existing.error_type = error_type
+            existing.traceback = traceback
+            return existing
+    failure = TaskFailure(
+        photo_id=photo_id,
+        bucket=bucket,
+        key=key,
+        task_name=task_name,
+        task_id=task_id,
+        reason=text,
+        error_type=error_type,
+        traceback=traceback,
+    )
+    session.add(failure)
+    session.flush()
+    return failure
+
+
+def resolve_failures(session: Session, photo_id: uuid.UUID) -> int:
+    """Close the photo's open failures once it was processed successfully."""
+    result = session.execute(
+        update(TaskFailure)
+        .where(TaskFailure.photo_id == photo_id, TaskFailure.resolved_at.is_(None))
+        .values(resolved_at=func.now())
+    )
+    return result.rowcount or 0

@@ -1,0 +1,149 @@
+"""Photo rows from object events: who owns an object, and whether it needs (re)recognition.
+
+Idempotent by construction: the row is keyed by (bucket, key) and claimed with INSERT ... ON CONFLICT, so a
+redelivered or duplicated event finds the row and changes nothing unless the object's content (eTag) changed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import albums
+from shared.db.models import Photo, PhotoStatus, User
+from shared.failures import record_failure
+
+OWNER_METADATA_KEYS = ("user", "owner")
+KEY_LAYOUT = re.compile(r"^users/(?P<user>[^/]+)/.+")
+VALID_USER = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+
+Action = Literal["recognize", "unchanged", "deleted", "ignored", "failed"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    action: Action
+    photo_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+def resolve_owner(key: str, metadata: Mapping[str, str]) -> str | None:
+    """Owner from ``x-amz-meta-user`` (or ``owner``), else from the key layout ``users/<user>/...``."""
+    normalised = {k.lower().removeprefix("x-amz-meta-"): v for k, v in metadata.items()}
+    for name in OWNER_METADATA_KEYS:
+        value = (normalised.get(name) or "").strip()
+        if value and VALID_USER.match(value):
+            return value
+    match = KEY_LAYOUT.match(key)
+    if match and VALID_USER.match(match["user"]):
+        return match["user"]
+    return None
+
+
+def ensure_user(session: Session, name: str) -> int:
+    session.execute(insert(User).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
+    return session.execute(select(User.id).where(User.name == name)).scalar_one()
+
+
+def record_created(
+    session: Session,
+    *,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    size: int | None,
+    content_type: str | None,
+    owner: str | None,
+    task_name: str = "ingest.object_event",
+) -> IngestResult:
+    """Create or update the photo row of a new or overwritten object."""
+    owner_id = ensure_user(session, owner) if owner else None
+    photo_id = session.execute(
+        insert(Photo)
+        .values(
+            id=uuid.uuid4(),
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            size=size,
+            content_type=content_type,
+            owner_id=owner_id,
+            status=PhotoStatus.pending,
+        )
+        .on_conflict_do_nothing(index_elements=["bucket", "key"])
+        .returning(Photo.id)
+    ).scalar_one_or_none()
+    if photo_id is None:
+        photo = session.execute(
+            select(Photo).where(Photo.bucket == bucket, Photo.key == key).with_for_update()
+        ).scalar_one()
+        if photo.status != PhotoStatus.deleted and etag and photo.etag == etag and photo.owner_id == owner_id:
+            return IngestResult("unchanged", photo.id)
+        albums.remove_photo(session, photo.id)  # new content: its old recognition no longer holds
+        photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
+        photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
+        photo_id = photo.id
+    if owner_id is None:
+        record_failure(
+            session,
+            task_name=task_name,
+            reason="no_owner",
+            message=f"s3://{bucket}/{key} has no owner (no x-amz-meta-user metadata, no users/<user>/ key)",
+            photo_id=photo_id,
+            bucket=bucket,
+            key=key,
+        )
+        return IngestResult("failed", photo_id, "no_owner")
+    return IngestResult("recognize", photo_id)
+
+
+def record_removed(session: Session, *, bucket: str, key: str) -> IngestResult:
+    """Mark the photo deleted and take it out of its albums; unknown objects are ignored."""
+    photo = session.execute(
+        select(Photo).where(Photo.bucket == bucket, Photo.key == key).with_for_update()
+    ).scalar_one_or_none()
+    if photo is None:
+        return IngestResult("ignored", None, "unknown object")
+    albums.remove_photo(session, photo.id)
+    photo.status = PhotoStatus.deleted
+    return IngestResult("deleted", photo.id)
+
+
+def keys_without_rows(session: Session, bucket: str, keys: list[str]) -> list[str]:
+    """Those of ``keys`` that have no photo row (the reconciliation sweep enqueues them)."""
+    if not keys:
+        return []
+    known = set(
+        session.execute(select(Photo.key).where(Photo.bucket == bucket, Photo.key.in_(keys))).scalars()
+    )
+    return [k for k in keys if k not in known]
+
+
+def stuck_photo_ids(session: Session, *, older_than: timedelta, limit: int = 1000) -> list[uuid.UUID]:
+    """Photos left pending or processing for too long (their task was lost); the sweep re-enqueues them."""
+    cutoff = datetime.now().astimezone() - older_than
+    return list(
+        session.execute(
+            select(Photo.id)
+            .where(
+                Photo.status.in_([PhotoStatus.pending, PhotoStatus.processing]),
+                Photo.updated_at < cutoff,
+                Photo.owner_id.is_not(None),
+            )
+            .order_by(Photo.updated_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def photos_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all()
+    return {status.value: count for status, count in rows}

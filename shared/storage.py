@@ -1,0 +1,159 @@
+"""Object storage through the ``minio`` client: thin, typed helpers the services share."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from shared.errors import ServiceUnavailable
+
+MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
+
+
+class ObjectMissing(Exception):
+    """The object an event named no longer exists (deleted after the event was sent)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+
+
+def make_minio(
+    endpoint: str, access_key: str, secret_key: str, *, secure: bool = False, region: str | None = None
+) -> Minio:
+    """A client with short timeouts and no internal retries: our tasks retry with backoff themselves."""
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=3.0, read=30.0),
+        retries=urllib3.Retry(total=0, connect=0, read=0, redirect=2),
+        maxsize=8,
+    )
+    return Minio(
+        endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http
+    )
+
+
+def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """``x-amz-meta-*`` headers as a plain dict with lower-case names and the prefix removed."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith("x-amz-meta-"):
+            out[lower[len("x-amz-meta-") :]] = value
+    return out
+
+
+def _unavailable(client: Minio, exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"S3 server at {client._base_url.host} is unavailable: {exc.__class__.__name__}: {exc}"
+    )
+
+
+def _is_missing(exc: S3Error) -> bool:
+    return exc.code in MISSING_OBJECT_CODES
+
+
+def ensure_buckets(client: Minio, names: list[str]) -> list[str]:
+    """Create the buckets that do not exist yet; returns those created."""
+    created = []
+    try:
+        for name in names:
+            if not client.bucket_exists(name):
+                client.make_bucket(name)
+                created.append(name)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
+    return created
+
+
+def stat_object(client: Minio, bucket: str, key: str) -> ObjectInfo:
+    try:
+        st = client.stat_object(bucket, key)
+    except S3Error as exc:
+        if _is_missing(exc):
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from exc
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
+    return ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=st.size or 0,
+        etag=(st.etag or "").strip('"'),
+        content_type=st.content_type,
+        metadata=user_metadata(st.metadata or {}),
+        last_modified=st.last_modified,
+    )
+
+
+def read_object(client: Minio, bucket: str, key: str, *, max_bytes: int) -> bytes:
+    """The object's bytes; refuses objects larger than ``max_bytes`` (checked while reading)."""
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as exc:
+        if _is_missing(exc):
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from exc
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
+    try:
+        buf = io.BytesIO()
+        for chunk in response.stream(1 << 20):
+            buf.write(chunk)
+            if buf.tell() > max_bytes:
+                raise ValueError(f"s3://{bucket}/{key} is larger than {max_bytes} bytes")
+        return buf.getvalue()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def put_file(
+    client: Minio,
+    bucket: str,
+    key: str,
+    path: Path,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    content_type: str = "application/octet-stream",
+) -> str:
+    """Upload a local file; returns its eTag."""
+    try:
+        result = client.fput_object(
+            bucket, key, str(path), content_type=content_type, metadata=dict(metadata or {})
+        )
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
+    return (result.etag or "").strip('"')
+
+
+def list_objects(client: Minio, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    """Every object under ``prefix`` (recursive), without user metadata (a stat per object would be slow)."""
+    try:
+        for obj in client.list_objects(bucket, prefix=prefix or None, recursive=True):
+            if obj.is_dir:
+                continue
+            yield ObjectInfo(
+                bucket=bucket,
+                key=obj.object_name,
+                size=obj.size or 0,
+                etag=(obj.etag or "").strip('"'),
+                last_modified=obj.last_modified,
+            )
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unavailable(client, exc) from exc
