@@ -1,0 +1,32 @@
+"""Regenerate the gRPC code from ``filer.proto``: ``.venv/bin/python -m shared.events.proto.generate``.
+
+The proto path is the repository root so the generated modules import each other as
+``shared.events.proto.filer_pb2`` (protoc writes imports relative to its include path).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[3]
+PROTO = Path(__file__).with_name("filer.proto").relative_to(ROOT)
+
+
+def main() -> int:
+    return protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"--proto_path={ROOT}",
+            f"--python_out={ROOT}",
+            f"--pyi_out={ROOT}",
+            f"--grpc_python_out={ROOT}",
+            str(PROTO),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
