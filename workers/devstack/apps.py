@@ -1,0 +1,75 @@
+"""The application processes `dev up` runs: one declarative table, so a later service is one more entry.
+
+Each entry is a name, an argument vector, extra environment and a readiness probe. Celery workers get one
+process per queue so a busy queue never starves another; their concurrency is the one table below.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.settings import Settings
+from workers.devstack.readiness import CeleryPing, PortOpen, Probe, StaysAlive
+
+CELERY_APP = "workers.celery_app"
+
+# Pool processes per queue on a dev machine: ingest is I/O-bound, the rest hold a model or a lock.
+QUEUE_CONCURRENCY: dict[str, int] = {
+    "ingest": 2,
+    "recognize": 1,
+    "albums": 1,
+    "cleaning": 1,
+    "training": 1,
+}
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    argv: tuple[str, ...]
+    ready: Probe = field(default_factory=StaysAlive)
+    env: Mapping[str, str] = field(default_factory=dict)
+    address: str = ""
+
+
+def celery(bin_dir: Path, *args: str) -> tuple[str, ...]:
+    return (str(Path(bin_dir) / "celery"), "-A", CELERY_APP, *args)
+
+
+def worker(settings: Settings, bin_dir: Path, queue: str, concurrency: int) -> AppSpec:
+    """One Celery worker consuming one queue, ready when it answers a ping through the broker."""
+    node = f"{queue}@{socket.gethostname()}"  # what Celery makes of "<queue>@%h"
+    argv = celery(
+        bin_dir, "worker", "-Q", queue, "-n", f"{queue}@%h",
+        "--concurrency", str(concurrency), "--loglevel", settings.log_level,
+    )  # fmt: skip
+    return AppSpec(f"worker-{queue}", argv, ready=CeleryPing(settings.broker_url, node), address=node)
+
+
+def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
+    """Workers (one per queue), beat, the event bridge and Flower, in start order."""
+    state = Path(settings.state_dir)
+    specs = [worker(settings, bin_dir, queue, n) for queue, n in QUEUE_CONCURRENCY.items()]
+    specs.append(
+        AppSpec(
+            "beat",
+            celery(bin_dir, "beat", "--schedule", str(state / "celerybeat-schedule"), "--loglevel", settings.log_level),
+            ready=StaysAlive(3.0),
+        )
+    )
+    specs.append(AppSpec("bridge", (str(Path(bin_dir) / "landmarks"), "bridge", "run"), ready=StaysAlive(3.0)))
+    flower = settings.flower
+    specs.append(
+        AppSpec(
+            "flower",
+            celery(bin_dir, "flower", "--address=127.0.0.1", f"--port={flower.port}"),
+            ready=PortOpen("127.0.0.1", flower.port),
+            # Flower reads FLOWER_<OPTION>; through the environment the password stays out of `ps` output.
+            env={"FLOWER_BASIC_AUTH": f"{flower.user}:{flower.password.get_secret_value()}"},
+            address=f"http://127.0.0.1:{flower.port}",
+        )
+    )
+    return specs
