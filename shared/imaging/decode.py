@@ -1,0 +1,205 @@
+"""Upload bytes -> an upright RGB image just big enough for the CNN, decoding as few pixels as possible.
+
+A 12 MP phone JPEG costs ~120 ms to decode in full but ~20 ms when libjpeg scales it in the DCT domain
+(``Image.draft``), so the target size is worked out from the header first and the decoder asked for the
+smallest scale that still covers it; Pillow's resize then finishes the job.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
+
+import numpy as np
+from PIL import Image, ImageFile, PngImagePlugin
+
+from shared.imaging.errors import PILLOW_ERRORS, ImageDecodeError, classify
+from shared.imaging.meta import (
+    TRANSPOSE_FOR_ORIENTATION,
+    PhotoMeta,
+    orientation,
+    photo_meta,
+    read_exif,
+)
+
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:  # pillow-heif is a dependency; without it HEIC uploads fail as "unsupported"
+    register_heif_opener = None
+
+DEFAULT_MIN_SIDE = 320
+DEFAULT_MAX_PIXELS = 200_000_000
+
+# Process-wide Pillow state, set once on import and nowhere else:
+# - Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that, before any pixel is decoded. Setting it to
+#   our default limit means Pillow warns exactly where decode_photo starts refusing, and its hard stop (400 MP)
+#   backs up our own header check; a caller passing max_pixels above 400 MP is still capped there.
+# - LOAD_TRUNCATED_IMAGES stays False: a cut-off upload must fail, not become half a grey picture.
+# - The HEIF opener is registered so Image.open reads HEIC/HEIF (with its default options).
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+if register_heif_opener is not None:
+    register_heif_opener()
+
+# EPS is decoded by running Ghostscript on the file: never on untrusted uploads.
+_DENIED_FORMATS = frozenset({"EPS"})
+_RESAMPLE = Image.Resampling.LANCZOS
+_REDUCING_GAP = 3.0  # integer box reduction first, Lanczos for the last <=3x: quality within noise, faster
+_WHITE = (255, 255, 255)
+
+Source = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike[str]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DecodedPhoto:
+    """Pixels ready for the model plus the photo's metadata."""
+
+    image: Image.Image  # RGB, upright, shorter side == min_side (or smaller when the original was smaller)
+    meta: PhotoMeta
+
+
+def decode_photo(
+    source: Source, *, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedPhoto:
+    """Decode an upload to RGB, EXIF orientation applied, shorter side reduced to ``min_side``.
+
+    ``source`` is the bytes, a binary file object (read from offset 0, not closed) or a path. Raises
+    :class:`ImageDecodeError` for bytes that are not a usable image; a missing path raises ``OSError`` as usual.
+    Images with more than ``max_pixels`` pixels are refused from their header, before decoding.
+    """
+    if min_side < 1 or max_pixels < 1:
+        raise ValueError("min_side and max_pixels must be positive")
+
+    def work(im: ImageFile.ImageFile) -> DecodedPhoto:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(
+                "too_large", f"{width}x{height} is {width * height} pixels, more than the limit of {max_pixels}"
+            )
+        stored, fmt = im.size, im.format
+        target = _target_size(stored, min_side)
+        if target != stored:
+            im.draft(None, target)  # JPEG: DCT-domain scaling; HEIF: an embedded thumbnail; others: no-op
+        im.load()
+        exif = read_exif(im)  # after load(): PNG keeps eXIf after the pixel data
+        meta = photo_meta(exif, size=stored, format=fmt)
+        image = _flatten(_resize(_eight_bit_or_rgb(im), target))
+        turn = TRANSPOSE_FOR_ORIENTATION.get(orientation(exif))
+        if turn is not None:
+            image = image.transpose(turn)
+        if image is im:  # nothing to do: detach from the file so the result outlives it
+            image = im.copy()
+        return DecodedPhoto(image=image, meta=meta)
+
+    return _with_image(source, work)
+
+
+def read_meta(source: Source) -> PhotoMeta:
+    """Size after orientation, format, GPS and capture time from the header and EXIF, decoding no pixels.
+
+    It does not apply ``max_pixels`` (only Pillow's hard stop at twice ``Image.MAX_IMAGE_PIXELS``), and it
+    cannot see a truncated body: :func:`decode_photo` is the one that proves the image usable.
+    """
+
+    def work(im: ImageFile.ImageFile) -> PhotoMeta:
+        # For a PNG without eXIf before its pixels, Pillow would decode the whole image to look after them.
+        png_without_exif = isinstance(im, PngImagePlugin.PngImageFile) and "exif" not in im.info
+        exif = Image.Exif() if png_without_exif else read_exif(im)
+        return photo_meta(exif, size=im.size, format=im.format)
+
+    return _with_image(source, work)
+
+
+def _with_image(source: Source, work: Callable[[ImageFile.ImageFile], T]) -> T:
+    """Open ``source`` lazily and run ``work`` on it, turning every decoder failure into ImageDecodeError."""
+    stream, owned = _stream(source)
+    try:
+        stream.seek(0)
+        head = stream.read(32)
+        length = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
+        if length == 0:
+            raise ImageDecodeError("empty", "the upload has zero bytes")
+        try:
+            with Image.open(stream, formats=_open_formats()) as im:
+                return work(im)
+        except ImageDecodeError:
+            raise
+        except PILLOW_ERRORS as exc:
+            raise classify(exc, head=head, length=length) from exc
+    finally:
+        if owned:
+            stream.close()
+
+
+def _stream(source: Source) -> tuple[BinaryIO, bool]:
+    """A seekable binary stream over ``source`` and whether we opened it (and so must close it)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source), False
+    if isinstance(source, str | os.PathLike):
+        return open(source, "rb"), True  # noqa: SIM115 - closed by _with_image
+    seekable = getattr(source, "seekable", None)
+    if seekable is not None and seekable():
+        return source, False
+    return io.BytesIO(source.read()), False
+
+
+def _open_formats() -> list[str]:
+    """Every format Pillow (and pillow-heif) can open, minus the denied ones, in Pillow's own order."""
+    Image.init()
+    return [fmt for fmt in Image.ID if fmt not in _DENIED_FORMATS]
+
+
+def _target_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """Smallest size with the same aspect whose shorter side is ``min_side``; never larger than ``size``."""
+    width, height = size
+    short = min(width, height)
+    if short <= min_side:
+        return size
+    scale = min_side / short
+    if width <= height:
+        return min_side, max(min_side, round(height * scale))
+    return max(min_side, round(width * scale)), min_side
+
+
+def _eight_bit_or_rgb(im: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to L, RGB or RGBA (alpha kept so that resize weighs it correctly)."""
+    if im.mode in ("L", "RGB", "RGBA"):
+        return im
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        return _grey_from_wide(im)
+    if im.mode == "1":
+        return im.convert("L")
+    target = "RGBA" if im.has_transparency_data else "RGB"
+    try:
+        return im.convert(target)
+    except ValueError as exc:  # e.g. LAB: Pillow cannot convert it without a colour profile
+        raise ImageDecodeError("unsupported", f"colour mode {im.mode} cannot be converted to RGB") from exc
+
+
+def _grey_from_wide(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit grey to 8 bits by scaling; Pillow's own convert clips everything above 255 to white."""
+    values = np.asarray(im)
+    if im.mode == "F":
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(values.max(initial=0.0))
+        eight = np.clip(values * (255.0 if peak <= 1.0 else 1.0), 0, 255)
+    else:  # I;16* and I (16-bit PNG/TIFF): 0..65535
+        eight = np.clip(values.astype(np.int64), 0, 65535) >> 8
+    return Image.fromarray(eight.astype(np.uint8))
+
+
+def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    return im if im.size == target else im.resize(target, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """RGB at last: transparency goes onto white (what a viewer shows), grey is replicated."""
+    if im.mode == "RGBA":
+        background = Image.new("RGB", im.size, _WHITE)
+        background.paste(im, mask=im.getchannel("A"))
+        return background
+    return im if im.mode == "RGB" else im.convert("RGB")
