@@ -241,7 +241,11 @@ class AlbumPhoto(Base):
     __tablename__ = "album_photos"
 
     album_id: Mapped[int] = mapped_column(ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
-    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    # Indexed on its own: the primary key leads with album_id, but every recognition and deletion looks a
+    # photo's memberships up by photo_id (shared.albums), and the ON DELETE CASCADE from photos does too.
+    photo_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     score: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="auto")
     added_at: Mapped[datetime] = _now()
@@ -253,7 +257,9 @@ class TaskFailure(Base):
     __tablename__ = "task_failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    photo_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    photo_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), index=True
+    )
     bucket: Mapped[str | None] = mapped_column(String(255))
     key: Mapped[str | None] = mapped_column(Text)
     task_name: Mapped[str] = mapped_column(String(255), nullable=False)
