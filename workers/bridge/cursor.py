@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import EventCursor
 from shared.db.session import session_scope
+
+
+class Cursors(Protocol):
+    """What a stream follower needs of a cursor store."""
+
+    def load(self, name: str) -> int | None: ...
+
+    def save(self, name: str, position: int) -> None: ...
 
 
 class CursorStore:

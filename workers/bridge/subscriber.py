@@ -16,7 +16,7 @@ import structlog
 
 from shared.events.filer import MetadataStream, open_channel, subscribe_metadata
 from shared.events.seaweed import BUCKETS_DIR, events_from_metadata
-from workers.bridge.cursor import CursorStore
+from workers.bridge.cursor import Cursors
 from workers.bridge.dispatch import Dispatch
 
 log = structlog.get_logger("landmarks.bridge.seaweedfs")
@@ -30,7 +30,7 @@ class SeaweedSubscriber:
         *,
         address: str,
         dispatch: Dispatch,
-        cursors: CursorStore,
+        cursors: Cursors,
         cursor_name: str | None = None,
         buckets_dir: str = BUCKETS_DIR,
         start_window_s: float = 300.0,
