@@ -1,4 +1,7 @@
-"""`landmarks db upgrade|current|check|downgrade`: a thin shell over :mod:`shared.db.migrate`."""
+"""`landmarks db upgrade|current|check|downgrade`: a thin shell over :mod:`shared.db.migrate`.
+
+Alembic and SQLAlchemy are imported inside the commands: every other `landmarks` command would pay for them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,6 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
-from alembic.util import CommandError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-
-from shared.db import migrate
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -36,6 +34,11 @@ def _url(database_url: str | None) -> str:
 
 def _run(action: Callable[[], T]) -> T:
     """Turn the errors an operator can act on into one line on stderr and exit status 1."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.db import migrate
+
     try:
         return action()
     except (migrate.DatabaseUnavailableError, CommandError) as exc:
@@ -47,6 +50,8 @@ def _run(action: Callable[[], T]) -> T:
 
 
 def _name(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(database_url).database or "?"
 
 
@@ -60,6 +65,8 @@ def upgrade(
     database_url: UrlOption = None,
 ) -> None:
     """Create the database if it is missing and migrate it up to REVISION (a no-op when already there)."""
+    from shared.db import migrate
+
     url = _url(database_url)
     result = _run(lambda: migrate.upgrade(url, revision))
     if result.created_database:
@@ -78,6 +85,8 @@ def downgrade(
     database_url: UrlOption = None,
 ) -> None:
     """Migrate down to REVISION: for undoing a bad release; data in dropped tables is lost."""
+    from shared.db import migrate
+
     url = _url(database_url)
     result = _run(lambda: migrate.downgrade(url, revision))
     if result.changed:
@@ -89,6 +98,8 @@ def downgrade(
 @app.command()
 def current(database_url: UrlOption = None) -> None:
     """Show the database's revision and whether it is at head."""
+    from shared.db import migrate
+
     url = _url(database_url)
     revision = _run(lambda: migrate.current_revision(url))
     head = migrate.head_revision()
@@ -99,6 +110,8 @@ def current(database_url: UrlOption = None) -> None:
 @app.command()
 def check(database_url: UrlOption = None) -> None:
     """Fail (exit 1) unless the database is at head and the models match it: `alembic check`, for CI."""
+    from shared.db import migrate
+
     url = _url(database_url)
     result = _run(lambda: migrate.check(url))
     if result.current != result.head:

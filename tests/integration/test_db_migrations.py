@@ -148,6 +148,7 @@ def test_check_fails_on_a_database_behind_head(make_scratch_database: ScratchDat
     assert not result.ok
 
 
+@pytest.mark.slow
 def test_concurrent_upgrades_queue_on_the_advisory_lock(make_scratch_database: ScratchDatabases) -> None:
     """Several workers starting at once on a fresh server: one creates and migrates, the others wait."""
     url = make_scratch_database(create=False)
