@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     webhook_token: SecretStr = SecretStr("change-me-webhook-token")
     webhook_max_body_bytes: int = 1_000_000
     api_port: int = 8000
+    reconcile_interval_s: float = 300.0
     log_level: str = "INFO"
     log_json: bool = True
 

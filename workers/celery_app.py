@@ -25,9 +25,7 @@ TASK_MODULES = ["tasks.ingest", "tasks.recognition", "tasks.albums", "tasks.clea
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery(
-        "landmarks", broker=settings.broker_url, backend=settings.result_backend, include=TASK_MODULES
-    )
+    app = Celery("landmarks", broker=settings.broker_url, backend=settings.result_backend, include=TASK_MODULES)
     app.conf.update(
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="ingest",
@@ -49,6 +47,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         timezone="UTC",
+        beat_schedule={
+            "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
+        },
     )
     return app
 

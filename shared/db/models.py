@@ -54,7 +54,7 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
-class PhotoStatus(str, enum.Enum):
+class PhotoStatus(enum.StrEnum):
     pending = "pending"
     processing = "processing"
     done = "done"
@@ -62,14 +62,14 @@ class PhotoStatus(str, enum.Enum):
     deleted = "deleted"
 
 
-class GalleryRole(str, enum.Enum):
+class GalleryRole(enum.StrEnum):
     reference = "reference"
     train = "train"
     candidate = "candidate"
     rejected = "rejected"
 
 
-class ModelStatus(str, enum.Enum):
+class ModelStatus(enum.StrEnum):
     training = "training"
     ready = "ready"
     active = "active"
@@ -77,7 +77,7 @@ class ModelStatus(str, enum.Enum):
     failed = "failed"
 
 
-class RecognitionMethod(str, enum.Enum):
+class RecognitionMethod(enum.StrEnum):
     geo = "geo"
     verified = "global+verified"
     none = "none"
@@ -205,9 +205,7 @@ class Recognition(Base):
     rank: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     landmark_id: Mapped[int | None] = mapped_column(ForeignKey("landmarks.id"))
     score: Mapped[float] = mapped_column(Float, nullable=False)
-    method: Mapped[RecognitionMethod] = mapped_column(
-        _enum(RecognitionMethod, "recognition_method"), nullable=False
-    )
+    method: Mapped[RecognitionMethod] = mapped_column(_enum(RecognitionMethod, "recognition_method"), nullable=False)
     verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     created_at: Mapped[datetime] = _now()
 
@@ -257,9 +255,7 @@ class TaskFailure(Base):
     __tablename__ = "task_failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    photo_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("photos.id", ondelete="CASCADE"), index=True
-    )
+    photo_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
     bucket: Mapped[str | None] = mapped_column(String(255))
     key: Mapped[str | None] = mapped_column(Text)
     task_name: Mapped[str] = mapped_column(String(255), nullable=False)
