@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -67,6 +68,7 @@ class GalleryRole(enum.StrEnum):
     train = "train"
     candidate = "candidate"
     rejected = "rejected"
+    negative = "negative"  # a known non-landmark photo: calibrates the threshold, trains the "no landmark" class
 
 
 class ModelStatus(enum.StrEnum):
@@ -124,13 +126,26 @@ class Landmark(Base):
 
 
 class GalleryPhoto(Base):
-    """A photo of a landmark used to build and clean the recognition model (never a user's album entry)."""
+    """A photo used to build and clean the recognition model (never a user's album entry).
+
+    Landmark photos have a landmark; ``negative`` photos (no landmark) have none and are unique by object.
+    """
 
     __tablename__ = "gallery_photos"
-    __table_args__ = (UniqueConstraint("landmark_id", "bucket", "key"),)
+    __table_args__ = (
+        UniqueConstraint("landmark_id", "bucket", "key"),
+        # NULLs are distinct in a unique constraint: negatives need their own (partial) unique index.
+        Index(
+            "uq_gallery_photos_negative_object",
+            "bucket",
+            "key",
+            unique=True,
+            postgresql_where=text("landmark_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id", ondelete="CASCADE"), nullable=False)
+    landmark_id: Mapped[int | None] = mapped_column(ForeignKey("landmarks.id", ondelete="CASCADE"), nullable=True)
     bucket: Mapped[str] = mapped_column(String(255), nullable=False)
     key: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[GalleryRole] = mapped_column(_enum(GalleryRole, "gallery_role"), nullable=False)
