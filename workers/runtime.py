@@ -1,0 +1,31 @@
+"""What CLI commands share: settings-built clients and sessions (only entry points read settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from minio import Minio
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.session import make_engine, make_session_factory, session_scope
+from shared.settings import get_settings
+from shared.storage import make_minio
+
+
+@cache
+def minio_client() -> Minio:
+    s3 = get_settings().s3
+    return make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure, region=s3.region)
+
+
+@cache
+def session_factory() -> sessionmaker[Session]:
+    return make_session_factory(make_engine(get_settings().database_url))
+
+
+@contextmanager
+def db_session() -> Iterator[Session]:
+    with session_scope(session_factory()) as session:
+        yield session
