@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from workers.devstack import proc
@@ -84,38 +84,56 @@ def wait_ready(record: PidRecord, check: Probe, timeout: float) -> str | None:
         time.sleep(POLL_S)
 
 
-def _signal_group(record: PidRecord, sig: int) -> None:
-    """Signal the record's process group, or only its stray members when the leader is gone.
+def _strays(record: PidRecord) -> list[int]:
+    """Live members of the record's process group that started no earlier than the leader.
 
-    Members are only trusted when they started no earlier than the leader (a later group with a reused number
-    would not have, but strays of ours always do).
+    A later group reusing the number would have started after the leader died and been counted too, but it
+    could only exist once our whole group was gone, and the leader's start time bounds it: good enough for dev.
     """
-    if record.running():
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pgid, sig)
-        return
-    for member in proc.group_members(record.pgid):
-        if member.start_time >= record.start_time:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(member.pid, sig)
+    return [m.pid for m in proc.group_members(record.pgid) if m.start_time >= record.start_time]
 
 
-def _ours_left(record: PidRecord) -> bool:
+def _leader_gone(record: PidRecord) -> bool:
     proc.reap(record.pid)
-    if record.running():
-        return True
-    return any(m.start_time >= record.start_time for m in proc.group_members(record.pgid))
+    return not record.running()
+
+
+def _ours_left(record: PidRecord) -> list[int]:
+    pids = _strays(record)
+    if not _leader_gone(record) and record.pid not in pids:
+        pids.append(record.pid)
+    return pids
+
+
+def _send(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait(done: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 def stop(record: PidRecord, *, grace: float = 10.0) -> str | None:
-    """SIGTERM the group, wait up to `grace` seconds, then SIGKILL; returns None when nothing of ours is left."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not _ours_left(record):
+    """Stop the process and everything left in its group; returns None when nothing of ours is left.
+
+    SIGTERM goes to the leader first, so it can shut down in order (a Celery worker finishes its tasks and stops
+    its pool itself); after `grace` seconds whatever is left of the group gets SIGTERM, then SIGKILL.
+    """
+    if record.running():
+        _send([record.pid], signal.SIGTERM)
+        _wait(lambda: _leader_gone(record), grace)
+    for sig, wait in ((signal.SIGTERM, min(grace, 2.0)), (signal.SIGKILL, 5.0)):
+        left = _ours_left(record)
+        if not left:
             return None
-        _signal_group(record, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _ours_left(record):
-                return None
-            time.sleep(POLL_S)
+        _send(left, sig)
+        if _wait(lambda: not _ours_left(record), wait):
+            return None
     return f"process group {record.pgid} still has processes after SIGKILL"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -90,7 +91,9 @@ def down(
     if only is None:
         names += [n for n in reversed(registry.names()) if n not in INFRA and n not in names]
     addresses = {spec.name: spec.address for spec in table}
-    outcomes = [lifecycle.stop(registry, name, address=addresses.get(name, "")) for name in names]
+    # Apps stop in parallel: each may take its grace period (a Celery worker finishing its task).
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        outcomes = list(pool.map(lambda name: lifecycle.stop(registry, name, address=addresses.get(name, "")), names))
     return outcomes + [INFRA[name].down(settings, registry) for name in reversed(infra)]
 
 
