@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minio import Minio
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModelStatus, ModelVersion
+
+if TYPE_CHECKING:
+    from shared.recognition.recognizer import Recognizer
 
 
 class NoActiveModel(Exception):
@@ -105,3 +108,14 @@ def bundle_uri(bucket: str, version: str) -> str:
 
 def local_bundle_dir(model_store: Path, version: str) -> Path:
     return model_store / version
+
+
+def load_recognizer(
+    version: ModelVersion, client: Minio, bucket: str, model_store: Path, *, device: str = "auto"
+) -> Recognizer:
+    """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
+    from shared.recognition.bundle import download_bundle, load_bundle
+    from shared.recognition.recognizer import Recognizer
+
+    folder = download_bundle(client, bucket, version.version, local_bundle_dir(model_store, version.version))
+    return Recognizer.from_bundle(load_bundle(folder), device=device)

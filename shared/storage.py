@@ -13,6 +13,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from shared.errors import ServiceUnavailable
+from shared.events.record import user_metadata
 
 MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
@@ -41,25 +42,11 @@ def make_minio(
         retries=urllib3.Retry(total=0, connect=0, read=0, redirect=2),
         maxsize=8,
     )
-    return Minio(
-        endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http
-    )
-
-
-def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
-    """``x-amz-meta-*`` headers as a plain dict with lower-case names and the prefix removed."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower.startswith("x-amz-meta-"):
-            out[lower[len("x-amz-meta-") :]] = value
-    return out
+    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
 
 
 def _unavailable(client: Minio, exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        f"S3 server at {client._base_url.host} is unavailable: {exc.__class__.__name__}: {exc}"
-    )
+    return ServiceUnavailable(f"S3 server at {client._base_url.host} is unavailable: {exc.__class__.__name__}: {exc}")
 
 
 def _is_missing(exc: S3Error) -> bool:
@@ -134,9 +121,7 @@ def put_file(
 ) -> str:
     """Upload a local file; returns its eTag."""
     try:
-        result = client.fput_object(
-            bucket, key, str(path), content_type=content_type, metadata=dict(metadata or {})
-        )
+        result = client.fput_object(bucket, key, str(path), content_type=content_type, metadata=dict(metadata or {}))
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
     return (result.etag or "").strip('"')

@@ -1,1 +1,59 @@
-"""Celery tasks of the `albums` queue."""
+"""Tasks of the `albums` queue: the database writes of the pipeline, idempotent under redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from shared import pipeline
+from shared.errors import TransientError
+from shared.failures import record_failure
+from tasks.context import context
+
+RETRYABLE = (TransientError, OperationalError)
+
+
+@shared_task(
+    name="albums.apply_recognition",
+    acks_late=True,
+    autoretry_for=RETRYABLE,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=12,
+)
+def apply_recognition(photo_id: str, etag: str | None, model_version_id: int, outcome: dict[str, Any]) -> str:
+    with context().session() as session:
+        return pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+
+
+@shared_task(
+    name="albums.record_photo_failure",
+    acks_late=True,
+    autoretry_for=RETRYABLE,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=12,
+)
+def record_photo_failure(
+    photo_id: str,
+    task_name: str,
+    task_id: str | None,
+    reason: str,
+    message: str,
+    error_type: str | None,
+    traceback: str | None,
+) -> None:
+    with context().session() as session:
+        record_failure(
+            session,
+            task_name=task_name,
+            task_id=task_id,
+            reason=reason,
+            message=message,
+            photo_id=uuid.UUID(photo_id),
+            error_type=error_type,
+            traceback=traceback,
+        )

@@ -1,0 +1,172 @@
+"""Building a model version from the gallery in PostgreSQL and object storage (no training: backbone features).
+
+Embeds every gallery photo and every negative, clusters centroids, picks references, calibrates thresholds on
+the negatives, and publishes an immutable bundle (local folder + models bucket) with a ``model_versions`` row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from minio import Minio
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import registry
+from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark, ModelVersion
+from shared.db.session import session_scope
+from shared.imaging import ImageDecodeError, decode_photo
+from shared.recognition.build import build_bundle_from_embeddings
+from shared.recognition.bundle import LandmarkInfo, save_bundle, upload_bundle
+from shared.recognition.recognizer import EmbedsImages
+from shared.storage import ObjectMissing, read_object
+
+MAX_GALLERY_OBJECT_BYTES = 100 * 1024 * 1024
+
+
+@dataclass
+class GallerySnapshot:
+    landmarks: list[LandmarkInfo]
+    photos: list[tuple[str, str, int, GalleryRole]]  # bucket, key, landmark id, role
+    negatives: list[tuple[str, str]]
+
+
+@dataclass
+class Embedded:
+    embeddings: np.ndarray
+    ok: list[int]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def gallery_snapshot(session: Session) -> GallerySnapshot:
+    """Active landmarks with their usable photos (train and reference), and the negatives."""
+    rows = session.execute(
+        select(GalleryPhoto.bucket, GalleryPhoto.key, GalleryPhoto.role, Landmark, City)
+        .join(Landmark, Landmark.id == GalleryPhoto.landmark_id)
+        .outerjoin(City, City.id == Landmark.city_id)
+        .where(Landmark.active.is_(True), GalleryPhoto.role.in_([GalleryRole.train, GalleryRole.reference]))
+        .order_by(Landmark.id, GalleryPhoto.id)
+    ).all()
+    landmarks: dict[int, LandmarkInfo] = {}
+    photos = []
+    for bucket, key, role, lm, city in rows:
+        landmarks.setdefault(
+            lm.id,
+            LandmarkInfo(lm.id, lm.slug, lm.name, city.name if city else "", lm.country, lm.lat, lm.lon),
+        )
+        photos.append((bucket, key, lm.id, role))
+    negatives = list(
+        session.execute(
+            select(GalleryPhoto.bucket, GalleryPhoto.key)
+            .where(GalleryPhoto.role == GalleryRole.negative)
+            .order_by(GalleryPhoto.id)
+        ).tuples()
+    )
+    return GallerySnapshot(list(landmarks.values()), photos, negatives)
+
+
+def embed_objects(
+    client: Minio,
+    embedder: EmbedsImages,
+    objects: Sequence[tuple[str, str]],
+    *,
+    min_side: int,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> Embedded:
+    """Fetch, decode and embed objects in batches; undecodable or missing ones are reported, not fatal."""
+    vectors: list[np.ndarray] = []
+    ok: list[int] = []
+    failed: list[tuple[str, str]] = []
+    batch: list[Any] = []
+    batch_idx: list[int] = []
+
+    def flush() -> None:
+        if batch:
+            vectors.append(embedder.embed(batch))
+            ok.extend(batch_idx)
+            batch.clear()
+            batch_idx.clear()
+
+    for i, (bucket, key) in enumerate(objects):
+        try:
+            data = read_object(client, bucket, key, max_bytes=MAX_GALLERY_OBJECT_BYTES)
+            batch.append(decode_photo(data, min_side=min_side).image)
+            batch_idx.append(i)
+        except (ObjectMissing, ImageDecodeError, ValueError) as exc:
+            failed.append((key, str(exc)))
+        if len(batch) >= batch_size:
+            flush()
+        if progress:
+            progress(1)
+    flush()
+    dim = vectors[0].shape[1] if vectors else 0
+    return Embedded(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), ok, failed)
+
+
+def build_model(
+    factory: sessionmaker[Session],
+    client: Minio,
+    embedder: Any,
+    *,
+    models_bucket: str,
+    model_store: Path,
+    min_side: int,
+    activate: bool = False,
+    rejection: float = 0.99,
+    progress: Callable[[int], None] | None = None,
+) -> ModelVersion:
+    """Embed the gallery, build and publish a bundle, register it (and activate it when asked)."""
+    with session_scope(factory) as session:
+        snap = gallery_snapshot(session)
+    if not snap.landmarks:
+        raise ValueError("the gallery has no landmark photos: run `landmarks gallery import` first")
+    if not snap.negatives:
+        raise ValueError("the gallery has no non-landmark photos to calibrate the threshold on")
+    gallery = embed_objects(
+        client, embedder, [(b, k) for b, k, _, _ in snap.photos], min_side=min_side, progress=progress
+    )
+    negatives = embed_objects(client, embedder, snap.negatives, min_side=min_side, progress=progress)
+    gallery_landmarks = np.array([snap.photos[i][2] for i in gallery.ok], dtype=np.int64)
+    is_ref = np.array([snap.photos[i][3] == GalleryRole.reference for i in gallery.ok], dtype=bool)
+    if set(gallery_landmarks[is_ref].tolist()) != set(gallery_landmarks.tolist()):
+        is_ref[:] = False  # hand-picked references only when every landmark has them; else picked per landmark
+    with session_scope(factory) as session:
+        version = registry.new_version_name(session)
+    metrics = {
+        "landmarks": len(snap.landmarks),
+        "gallery_photos": len(gallery.ok),
+        "negatives": len(negatives.ok),
+        "failed_photos": len(gallery.failed) + len(negatives.failed),
+        "calibration": f"threshold rejects {rejection:.0%} of the gallery's negatives (in-sample)",
+    }
+    bundle = build_bundle_from_embeddings(
+        version=version,
+        model=embedder.describe(),
+        landmarks=snap.landmarks,
+        gallery=gallery.embeddings,
+        gallery_landmarks=gallery_landmarks,
+        non_landmarks=negatives.embeddings,
+        references=gallery.embeddings[is_ref] if is_ref.any() else None,
+        reference_landmarks=gallery_landmarks[is_ref] if is_ref.any() else None,
+        rejection=rejection,
+        metrics=metrics,
+    )
+    folder = save_bundle(bundle, registry.local_bundle_dir(model_store, version))
+    upload_bundle(client, models_bucket, version, folder)
+    with session_scope(factory) as session:
+        row = registry.register_version(
+            session,
+            version=version,
+            backbone=str(bundle.model.get("backbone")),
+            artifact_uri=registry.bundle_uri(models_bucket, version),
+            thresholds=bundle.thresholds.to_dict(),
+            metrics={**metrics, "centroids": len(bundle.centroids), "references": len(bundle.references)},
+        )
+        if activate:
+            row = registry.activate(session, version)
+    return row
