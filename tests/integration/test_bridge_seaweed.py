@@ -197,3 +197,20 @@ def test_delete_and_multipart_upload(weed, s3, cursors) -> None:
     assert etag.endswith("-2") and record["s3"]["object"]["eTag"] == etag
     assert record["s3"]["object"]["size"] == len(big)
     assert [k for _, k in follower.seen() if "big" in k or ".uploads" in k] == [prefix + "big.bin"]
+
+
+@pytest.mark.faults
+def test_follows_again_after_the_filer_restarts(weed, s3, cursors) -> None:
+    """Runs last in this module: it stops and restarts the module's `weed mini` (same ports and data)."""
+    prefix = f"f-{uuid.uuid4().hex[:6]}/"
+    registry = Registry(Path(weed.state_dir))
+    with Follower(weed, cursors, prefix) as follower:
+        _put(s3, prefix + "before.jpg", b"1")
+        follower.wait_for((CREATED, prefix + "before.jpg"))
+        assert not seaweed.down(weed, registry).failed
+        time.sleep(1.0)  # the follower sees the stream break and retries with backoff
+        outcome = seaweed.up(weed, registry, timeout=90)
+        assert not outcome.failed, outcome.detail
+        _put(seaweed.client(weed.s3), prefix + "after-restart.jpg", b"2")
+        follower.wait_for((CREATED, prefix + "after-restart.jpg"), timeout=60)
+    assert follower.seen().count((CREATED, prefix + "before.jpg")) == 1
