@@ -6,8 +6,11 @@ stale file (process gone, PID reused by another program) is recognised and never
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,6 +72,17 @@ class Registry:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise `up` and `down` on one state folder: two at once could both start the same service.
+
+        The descriptor is not inherited by the processes we spawn (PEP 446), so the lock ends with the command.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
 
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.run_dir.glob("*.pid"))

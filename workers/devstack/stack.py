@@ -53,6 +53,13 @@ def up(
     """Start what is not running; apps are launched together and then awaited (they boot in parallel)."""
     registry = Registry(settings.state_dir)
     infra, chosen = select(only, default_apps(settings) if apps is None else apps, services_only=services_only)
+    with registry.lock():
+        return _up(settings, registry, infra, chosen, timeout)
+
+
+def _up(
+    settings: Settings, registry: Registry, infra: list[str], chosen: list[AppSpec], timeout: float
+) -> list[Outcome]:
     outcomes = [INFRA[name].up(settings, registry, timeout=timeout) for name in infra]
     if any(o.failed for o in outcomes):
         failed = ", ".join(o.name for o in outcomes if o.failed)
@@ -87,14 +94,15 @@ def down(
     registry = Registry(settings.state_dir)
     table = default_apps(settings) if apps is None else apps
     infra, chosen = select(only, table)
-    names = [spec.name for spec in reversed(chosen)]
-    if only is None:
-        names += [n for n in reversed(registry.names()) if n not in INFRA and n not in names]
     addresses = {spec.name: spec.address for spec in table}
-    # Apps stop in parallel: each may take its grace period (a Celery worker finishing its task).
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        outcomes = list(pool.map(lambda name: lifecycle.stop(registry, name, address=addresses.get(name, "")), names))
-    return outcomes + [INFRA[name].down(settings, registry) for name in reversed(infra)]
+    with registry.lock():
+        names = [spec.name for spec in reversed(chosen)]
+        if only is None:
+            names += [n for n in reversed(registry.names()) if n not in INFRA and n not in names]
+        # Apps stop in parallel: each may take its grace period (a Celery worker finishing its task).
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            outcomes = list(pool.map(lambda n: lifecycle.stop(registry, n, address=addresses.get(n, "")), names))
+        return outcomes + [INFRA[name].down(settings, registry) for name in reversed(infra)]
 
 
 def status(settings: Settings, *, apps: Sequence[AppSpec] | None = None) -> list[Outcome]:
