@@ -1,7 +1,192 @@
-"""`landmarks eval` and `landmarks recognize`: offline recognition commands."""
+"""`landmarks eval` and `landmarks recognize`: offline recognition commands (thin shells over shared.recognition)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_POOLING = "gem"
 
 
 def register(app: typer.Typer) -> None:
     """Attach the recognition commands to the top-level app."""
+    app.command("eval")(eval_command)
+    app.command("recognize")(recognize_command)
+
+
+def _console() -> Console:
+    return Console(stderr=False)
+
+
+def eval_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Evaluation CSV (paths relative to it).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    use_gps: Annotated[bool, typer.Option("--use-gps", help="Use EXIF GPS (geo decision) where present.")] = False,
+    backbone: Annotated[str | None, typer.Option("--backbone", help="Backbone name (default: settings).")] = None,
+    pooling: Annotated[str | None, typer.Option("--pooling", help="gem | avg (default: settings).")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Network input size (long side).")] = None,
+    resize: Annotated[str, typer.Option("--resize", help="long | square | crop.")] = "long",
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate an even sample of N rows.")] = None,
+    no_margin: Annotated[bool, typer.Option("--no-margin", help="Skip the best-vs-runner-up margin test.")] = False,
+    distance: Annotated[float, typer.Option("--cluster-distance", help="Complete-link cut (cosine).")] = 0.6,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+) -> None:
+    """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
+    from shared.model import Embedder, EmbedderConfig
+    from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    rec = settings.recognition
+    config = EmbedderConfig(
+        backbone=backbone or rec.backbone,
+        pooling=pooling or rec.pooling,
+        image_size=image_size or rec.image_size,
+        resize=resize,
+    )
+    try:
+        rows = read_eval_manifest(manifest, limit=limit)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+    cache = None if no_cache else settings.state_dir / "embeddings" / config.key()
+    console = _console()
+    with console.status("embedding photos") as status:
+        embedded = embed_rows(
+            rows,
+            embedder,
+            cache_dir=cache,
+            min_side=config.image_size,
+            max_pixels=rec.max_pixels,
+            batch_size=rec.batch_size,
+            progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
+        )
+    options = EvalOptions(
+        use_gps=use_gps,
+        rejection=rec.non_landmark_rejection,
+        distance_threshold=distance,
+        use_margin=not no_margin,
+        geo_radius_km=rec.geo_radius_km,
+        top_k=rec.top_k,
+    )
+    report = evaluate_embeddings(rows, embedded, embedder.describe(), options)
+    _print_report(console, report)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2, default=str))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _print_report(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="landmarks eval", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "landmark_accuracy",
+        "non_landmark_accuracy",
+        "wrong_landmark",
+        "missed_landmark",
+        "false_accepts",
+        "precision",
+        "recall",
+        "ms_per_photo",
+    ):
+        table.add_row(key, _fmt(report.get(key)))
+    for key, value in report["thresholds"].items():
+        table.add_row(f"threshold.{key}", _fmt(value))
+    for key, value in report["counts"].items():
+        table.add_row(f"count.{key}", _fmt(value))
+    console.print(table)
+
+
+def recognize_command(
+    paths: Annotated[list[Path], typer.Argument(help="Photos to recognise.")],
+    bundle_dir: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
+    explain: Annotated[
+        Path | None, typer.Option("--explain", help="Write the (first) photo with a heat map of the match.")
+    ] = None,
+) -> None:
+    """Recognise local photos with a model bundle (default: <model_store>/active)."""
+    from shared.imaging import ImageDecodeError, decode_photo
+    from shared.recognition import BundleIntegrityError, Recognizer, load_bundle
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    rec = settings.recognition
+    folder = bundle_dir or settings.model_store / "active"
+    if not folder.exists():
+        typer.echo(f"error: no model bundle at {folder}: pass --bundle DIR", err=True)
+        raise typer.Exit(1)
+    try:
+        bundle = load_bundle(folder)
+    except BundleIntegrityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    recognizer = Recognizer.from_bundle(
+        bundle, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path
+    )
+    console = _console()
+    table = Table(title=f"model {bundle.version}")
+    for col in ("photo", "landmark", "name", "city", "score", "method", "runner-up"):
+        table.add_column(col)
+    failed = 0
+    for i, path in enumerate(paths):
+        try:
+            photo = decode_photo(path, min_side=recognizer.min_side, max_pixels=rec.max_pixels)
+        except (ImageDecodeError, OSError) as exc:
+            failed += 1
+            typer.echo(f"error: {path}: {exc}", err=True)
+            continue
+        result = recognizer.recognize([photo])[0]
+        info = recognizer.describe(result)
+        if as_json:
+            typer.echo(json.dumps({"path": str(path), **info}))
+        else:
+            ru = info["runner_up"]
+            table.add_row(
+                str(path),
+                info["landmark"] or "-",
+                info["name"] or "-",
+                info["city"] or "-",
+                _fmt(info["score"]),
+                info["method"],
+                f"{ru['landmark']} {ru['score']:.4f}" if ru else "-",
+            )
+        if explain and i == 0:
+            _write_explanation(recognizer, photo.image, result, explain)
+    if not as_json:
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _write_explanation(recognizer: Any, image: Any, result: Any, out: Path) -> None:
+    """Heat map of similarity to the matched landmark's nearest centroid (or the best one when none matched)."""
+    from shared.recognition.explain import overlay_heatmap
+
+    lid = result.landmark_id if result.landmark_id is not None else (result.runner_up or (None,))[0]
+    if lid is None:
+        typer.echo("no landmark to explain", err=True)
+        return
+    emb = recognizer.embed([image])[0]
+    rows = recognizer.bundle.centroid_landmarks == lid
+    cents = recognizer.bundle.centroids[rows]
+    target = cents[int((cents @ emb).argmax())]
+    sim = recognizer.embedder.similarity_map(image, target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    overlay_heatmap(image, sim).save(out)
+    typer.echo(f"explanation written to {out}", err=True)

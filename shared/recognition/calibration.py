@@ -1,0 +1,29 @@
+"""Thresholds from known non-landmark photos: reject a target share of them.
+
+A photo is accepted when its score is strictly above the threshold, so the threshold is the lowest value at or
+under which at least ``rejection`` of the non-landmark scores fall: the ceil(rejection * n)-th smallest score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def calibrate_threshold(non_landmark_scores: np.ndarray, rejection: float = 0.99) -> float:
+    """Lowest threshold that rejects (score <= threshold) at least ``rejection`` of the given scores."""
+    s = np.sort(np.asarray(non_landmark_scores, dtype=np.float64).ravel())
+    s = s[np.isfinite(s)]
+    if not 0.0 < rejection <= 1.0:
+        raise ValueError(f"rejection must be in (0, 1], got {rejection}")
+    if len(s) == 0:
+        raise ValueError("no non-landmark scores to calibrate on")
+    k = max(1, math.ceil(rejection * len(s) - 1e-9))
+    return float(s[k - 1])
+
+
+def rejected_share(non_landmark_scores: np.ndarray, threshold: float) -> float:
+    """Share of scores the threshold rejects (score <= threshold)."""
+    s = np.asarray(non_landmark_scores, dtype=np.float64).ravel()
+    return float(np.mean(s <= threshold)) if len(s) else 1.0

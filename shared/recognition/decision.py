@@ -1,0 +1,146 @@
+"""The decision: embedding (+ optional GPS) -> landmark or none, against centroids and reference photos.
+
+With GPS, only landmarks within the radius are candidates and they face their own, lower threshold (location is
+strong evidence). Without GPS, a candidate needs a best-centroid score above the global threshold, a clear margin
+over the next landmark, and a mean similarity to its reference photos above the verification threshold; the
+verification step is what keeps look-alike landmarks from being accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.index import LandmarkIndex
+from shared.recognition.geo import within_radius
+
+METHOD_GEO = "geo"
+METHOD_VERIFIED = "global+verified"
+METHOD_NONE = "none"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Calibrated on known non-landmark photos; stored with the model."""
+
+    global_score: float
+    verification: float
+    geo: float
+    margin: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        return cls(**{k: float(data[k]) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    geo_radius_km: float = 1.0
+    top_k: int = 1
+    search_depth: int = 256  # centroids fetched from Faiss before reducing to landmarks
+
+
+@dataclass(frozen=True)
+class Match:
+    landmark_id: int
+    score: float
+    method: str
+    verification_score: float | None = None
+
+
+@dataclass(frozen=True)
+class RecognitionResult:
+    """One photo's decision: the best match (or none), the runner-up, and all accepted matches (<= top_k)."""
+
+    landmark_id: int | None
+    score: float
+    method: str
+    model_version: str
+    runner_up: tuple[int, float] | None = None
+    verification_score: float | None = None
+    matches: tuple[Match, ...] = field(default_factory=tuple)
+
+    @property
+    def recognized(self) -> bool:
+        return self.landmark_id is not None
+
+
+@dataclass(frozen=True)
+class LandmarkGeo:
+    """Landmark ids with coordinates aligned (NaN where unknown)."""
+
+    ids: np.ndarray
+    lats: np.ndarray
+    lons: np.ndarray
+
+
+def decide(
+    embedding: np.ndarray,
+    gps: tuple[float, float] | None,
+    *,
+    centroids: LandmarkIndex,
+    references: LandmarkIndex,
+    geo: LandmarkGeo,
+    thresholds: Thresholds,
+    params: DecisionParams,
+    model_version: str,
+) -> RecognitionResult:
+    """Decide for one L2-normalised embedding; see the module docstring for the rule."""
+    if gps is not None:
+        return _decide_geo(embedding, gps, centroids, geo, thresholds, params, model_version)
+    ranked = centroids.top_landmarks(embedding[None, :], max(params.top_k, 2), depth=params.search_depth)[0]
+    if not ranked:
+        return RecognitionResult(None, float("-inf"), METHOD_NONE, model_version)
+    best_id, best = ranked[0]
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    second = runner_up[1] if runner_up else float("-inf")
+    matches: list[Match] = []
+    if best > thresholds.global_score and best - second > thresholds.margin:
+        candidates = [(lid, s) for lid, s in ranked[: params.top_k] if s > thresholds.global_score]
+        ver = references.mean_scores(embedding, [lid for lid, _ in candidates])
+        matches = [
+            Match(lid, s, METHOD_VERIFIED, float(v))
+            for (lid, s), v in zip(candidates, ver, strict=True)
+            if v > thresholds.verification
+        ]
+    if not matches:
+        return RecognitionResult(None, best, METHOD_NONE, model_version, runner_up=(best_id, best))
+    top = matches[0]
+    return RecognitionResult(
+        top.landmark_id,
+        top.score,
+        METHOD_VERIFIED,
+        model_version,
+        runner_up=runner_up,
+        verification_score=top.verification_score,
+        matches=tuple(matches),
+    )
+
+
+def _decide_geo(
+    embedding: np.ndarray,
+    gps: tuple[float, float],
+    centroids: LandmarkIndex,
+    geo: LandmarkGeo,
+    thresholds: Thresholds,
+    params: DecisionParams,
+    model_version: str,
+) -> RecognitionResult:
+    near = geo.ids[within_radius(gps, geo.lats, geo.lons, params.geo_radius_km)]
+    if len(near) == 0:
+        return RecognitionResult(None, float("-inf"), METHOD_NONE, model_version)
+    scores = centroids.landmark_scores(embedding, near.tolist())
+    order = np.argsort(-scores)
+    ranked = [(int(near[i]), float(scores[i])) for i in order]
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    matches = tuple(Match(lid, s, METHOD_GEO) for lid, s in ranked[: params.top_k] if s > thresholds.geo)
+    if not matches:
+        return RecognitionResult(None, ranked[0][1], METHOD_NONE, model_version, runner_up=ranked[0])
+    return RecognitionResult(
+        matches[0].landmark_id, matches[0].score, METHOD_GEO, model_version, runner_up=runner_up, matches=matches
+    )

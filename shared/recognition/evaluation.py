@@ -1,0 +1,293 @@
+"""Offline evaluation on a manifest CSV: build a bundle from the ``train`` rows, score every ``test`` row.
+
+Manifest columns: ``path,kind,landmark_id,landmark_name,city,country,lat,lon,split`` (paths relative to the
+manifest; kind ``landmark`` | ``non_landmark``). Embeddings are cached on disk per file (path, size, mtime) and
+embedder config, so re-runs with other decision parameters skip the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.index import l2_normalize
+from shared.recognition.build import build_bundle_from_embeddings
+from shared.recognition.bundle import Bundle, LandmarkInfo
+from shared.recognition.decision import DecisionParams
+from shared.recognition.recognizer import EmbedsImages, Recognizer
+
+REQUIRED_COLUMNS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    path: Path
+    kind: str  # landmark | non_landmark
+    landmark: str | None  # slug, None for non-landmarks
+    name: str
+    city: str
+    country: str
+    lat: float | None
+    lon: float | None
+    split: str  # train | test
+
+    @property
+    def is_landmark(self) -> bool:
+        return self.kind == "landmark"
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_eval_manifest(csv_path: Path, *, limit: int | None = None) -> list[EvalRow]:
+    """Rows of the manifest; ``limit`` keeps every n-th row so a quick run still covers all classes and splits."""
+    csv_path = Path(csv_path)
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{csv_path}: missing columns {', '.join(missing)}")
+        rows = [
+            EvalRow(
+                path=(csv_path.parent / r["path"]).resolve(),
+                kind=r["kind"].strip(),
+                landmark=r["landmark_id"].strip() if r["kind"].strip() == "landmark" else None,
+                name=r["landmark_name"],
+                city=r["city"],
+                country=r["country"],
+                lat=_float(r["lat"]),
+                lon=_float(r["lon"]),
+                split=r["split"].strip(),
+            )
+            for r in reader
+        ]
+    bad = {r.kind for r in rows} - {"landmark", "non_landmark"}
+    if bad:
+        raise ValueError(f"{csv_path}: unknown kind(s) {sorted(bad)}")
+    if limit and limit < len(rows):
+        step = len(rows) / limit
+        rows = [rows[int(i * step)] for i in range(limit)]
+    return rows
+
+
+def landmarks_from_rows(rows: Sequence[EvalRow]) -> tuple[LandmarkInfo, ...]:
+    """One :class:`LandmarkInfo` per landmark slug, ids 1..N in slug order (stable across runs)."""
+    first: dict[str, EvalRow] = {}
+    for r in rows:
+        if r.landmark and r.landmark not in first:
+            first[r.landmark] = r
+    return tuple(
+        LandmarkInfo(i, slug, r.name, r.city, r.country, r.lat, r.lon)
+        for i, (slug, r) in enumerate(sorted(first.items()), start=1)
+    )
+
+
+@dataclass
+class EmbeddedRows:
+    embeddings: np.ndarray
+    gps: list[tuple[float, float] | None]
+    embedded: int = 0  # photos that went through the network (the rest came from the cache)
+    decode_s: float = 0.0
+    embed_s: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+
+def _cache_file(cache_dir: Path, path: Path) -> Path:
+    st = path.stat()
+    digest = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir / digest[:2] / f"{digest}.npz"
+
+
+def embed_rows(
+    rows: Sequence[EvalRow],
+    embedder: EmbedsImages,
+    *,
+    cache_dir: Path | None,
+    min_side: int,
+    max_pixels: int = 200_000_000,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbeddedRows:
+    """Embeddings (N x D) and EXIF GPS of every row, from the cache where possible.
+
+    A photo that cannot be decoded gets a zero embedding (never matches) and is listed in ``failed``.
+    """
+    from shared.imaging import ImageDecodeError, decode_photo
+
+    out: list[np.ndarray | None] = [None] * len(rows)
+    gps: list[tuple[float, float] | None] = [None] * len(rows)
+    todo: list[int] = []
+    result = EmbeddedRows(np.zeros((0, 0), np.float32), gps)
+    for i, r in enumerate(rows):
+        cf = _cache_file(cache_dir, r.path) if cache_dir else None
+        if cf is not None and cf.is_file():
+            with np.load(cf) as z:
+                out[i] = z["embedding"]
+                g = z["gps"]
+                gps[i] = None if np.isnan(g).any() else (float(g[0]), float(g[1]))
+        else:
+            todo.append(i)
+    done = len(rows) - len(todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        t0 = time.perf_counter()
+        images, ok = [], []
+        for i in chunk:
+            try:
+                photo = decode_photo(rows[i].path, min_side=min_side, max_pixels=max_pixels)
+            except (ImageDecodeError, OSError) as exc:
+                result.failed.append(f"{rows[i].path}: {exc}")
+                continue
+            images.append(photo.image)
+            gps[i] = photo.meta.gps
+            ok.append(i)
+        t1 = time.perf_counter()
+        vecs = embedder.embed(images) if images else np.zeros((0, 0), np.float32)
+        result.decode_s += t1 - t0
+        result.embed_s += time.perf_counter() - t1
+        result.embedded += len(ok)
+        for i, v in zip(ok, vecs, strict=True):
+            out[i] = v
+            if cache_dir:
+                cf = _cache_file(cache_dir, rows[i].path)
+                cf.parent.mkdir(parents=True, exist_ok=True)
+                g = np.array(gps[i] if gps[i] else (np.nan, np.nan), dtype=np.float64)
+                tmp = cf.with_suffix(".tmp.npz")
+                np.savez(tmp, embedding=v, gps=g)
+                tmp.replace(cf)
+        done += len(chunk)
+        if progress:
+            progress(done, len(rows))
+    dim = next((len(v) for v in out if v is not None), 0)
+    result.embeddings = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in out]).astype(np.float32)
+    return result
+
+
+def metrics_for(rows: Sequence[EvalRow], predicted: Sequence[str | None]) -> dict[str, Any]:
+    """Landmark accuracy (right landmark), non-landmark accuracy (no landmark), wrong-landmark count, P/R."""
+    lm = [(r, p) for r, p in zip(rows, predicted, strict=True) if r.is_landmark]
+    nl = [(r, p) for r, p in zip(rows, predicted, strict=True) if not r.is_landmark]
+    correct = sum(p == r.landmark for r, p in lm)
+    wrong = sum(p is not None and p != r.landmark for r, p in lm)
+    false_accepts = sum(p is not None for _, p in nl)
+    accepted = sum(p is not None for p in predicted)
+    return {
+        "landmark_accuracy": correct / len(lm) if lm else None,
+        "non_landmark_accuracy": (len(nl) - false_accepts) / len(nl) if nl else None,
+        "wrong_landmark": wrong,
+        "missed_landmark": sum(p is None for _, p in lm),
+        "false_accepts": false_accepts,
+        "precision": correct / accepted if accepted else None,
+        "recall": correct / len(lm) if lm else None,
+        "counts": {"landmark": len(lm), "non_landmark": len(nl), "accepted": accepted, "correct": correct},
+    }
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    use_gps: bool = False
+    rejection: float = 0.99
+    geo_rejection: float = 0.9
+    distance_threshold: float = 0.6
+    cluster_fraction: float = 0.1
+    n_references: int = 5
+    use_margin: bool = True
+    geo_radius_km: float = 1.0
+    top_k: int = 1
+
+
+def build_eval_bundle(
+    rows: Sequence[EvalRow], embeddings: np.ndarray, model: dict[str, Any], options: EvalOptions
+) -> Bundle:
+    """Bundle from the train rows: landmark photos -> gallery, non-landmark photos -> calibration."""
+    landmarks = landmarks_from_rows(rows)
+    ids = {lm.slug: lm.id for lm in landmarks}
+    train_l = [i for i, r in enumerate(rows) if r.split == "train" and r.is_landmark]
+    train_n = [i for i, r in enumerate(rows) if r.split == "train" and not r.is_landmark]
+    if not train_l or not train_n:
+        raise ValueError("the manifest needs train rows of both kinds (landmark and non_landmark)")
+    return build_bundle_from_embeddings(
+        version="eval",
+        model=model,
+        landmarks=landmarks,
+        gallery=embeddings[train_l],
+        gallery_landmarks=np.array([ids[rows[i].landmark] for i in train_l], dtype=np.int64),  # type: ignore[index]
+        non_landmarks=embeddings[train_n],
+        n_references=options.n_references,
+        distance_threshold=options.distance_threshold,
+        cluster_fraction=options.cluster_fraction,
+        rejection=options.rejection,
+        geo_rejection=options.geo_rejection,
+        use_margin=options.use_margin,
+        decision=DecisionParams(geo_radius_km=options.geo_radius_km, top_k=options.top_k),
+    )
+
+
+def evaluate_embeddings(
+    rows: Sequence[EvalRow],
+    embedded: EmbeddedRows,
+    model: dict[str, Any],
+    options: EvalOptions,
+    embedder: EmbedsImages | None = None,
+) -> dict[str, Any]:
+    """Build from train rows, decide every test row, and report metrics (plus the bundle's thresholds)."""
+    e = l2_normalize(embedded.embeddings)
+    bundle = build_eval_bundle(rows, e, model, options)
+    recognizer = Recognizer(bundle, embedder or _NoEmbedder())
+    test = [i for i, r in enumerate(rows) if r.split == "test"]
+    t0 = time.perf_counter()
+    gps = [embedded.gps[i] if options.use_gps else None for i in test]
+    results = recognizer.decide(e[test], gps)
+    decide_s = time.perf_counter() - t0
+    predicted = [recognizer.slug(r.landmark_id) for r in results]
+    test_rows = [rows[i] for i in test]
+    report = metrics_for(test_rows, predicted)
+    per_photo_ms = 1e3 * (embedded.decode_s + embedded.embed_s) / embedded.embedded if embedded.embedded else None
+    report.update(
+        {
+            "thresholds": bundle.thresholds.to_dict(),
+            "ms_per_photo": per_photo_ms,
+            "timings_ms": {
+                "decode_per_photo": 1e3 * embedded.decode_s / embedded.embedded if embedded.embedded else None,
+                "embed_per_photo": 1e3 * embedded.embed_s / embedded.embedded if embedded.embedded else None,
+                "decide_per_photo": 1e3 * decide_s / len(test) if test else None,
+            },
+            "counts": {
+                **report["counts"],
+                "rows": len(rows),
+                "train_landmark": sum(r.split == "train" and r.is_landmark for r in rows),
+                "train_non_landmark": sum(r.split == "train" and not r.is_landmark for r in rows),
+                "test": len(test),
+                "embedded": embedded.embedded,
+                "from_cache": len(rows) - embedded.embedded,
+                "failed": len(embedded.failed),
+                "centroids": len(bundle.centroids),
+                "references": len(bundle.references),
+            },
+            "config": {"model": model, "options": options.__dict__},
+            "errors": [
+                {"path": str(r.path), "expected": r.landmark, "predicted": p, "method": res.method}
+                for r, p, res in zip(test_rows, predicted, results, strict=True)
+                if p != r.landmark
+            ],
+        }
+    )
+    return report
+
+
+class _NoEmbedder:
+    def embed(self, images: Sequence[Any]) -> np.ndarray:
+        raise RuntimeError("this recognizer only decides on precomputed embeddings")
