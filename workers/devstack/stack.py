@@ -22,6 +22,11 @@ from workers.devstack.registry import PidRecord, Registry
 INFRA: dict[str, ModuleType] = {"postgres": postgres, "redis": redis_server, "s3": seaweed}
 
 
+def _absolute(settings: Settings) -> Settings:
+    """Resolve a relative state folder once, so PID files and logs mean the same from any working directory."""
+    return settings.model_copy(update={"state_dir": Path(settings.state_dir).resolve()})
+
+
 def default_apps(settings: Settings) -> list[AppSpec]:
     """The app table with programs from this virtual environment's bin folder."""
     return app_specs(settings, Path(sys.executable).parent)
@@ -51,6 +56,7 @@ def up(
     timeout: float = 60.0,
 ) -> list[Outcome]:
     """Start what is not running; apps are launched together and then awaited (they boot in parallel)."""
+    settings = _absolute(settings)
     registry = Registry(settings.state_dir)
     infra, chosen = select(only, default_apps(settings) if apps is None else apps, services_only=services_only)
     with registry.lock():
@@ -91,6 +97,7 @@ def down(
     apps: Sequence[AppSpec] | None = None,
 ) -> list[Outcome]:
     """Stop what we started, apps first; with no selection also any other process recorded in the state folder."""
+    settings = _absolute(settings)
     registry = Registry(settings.state_dir)
     table = default_apps(settings) if apps is None else apps
     infra, chosen = select(only, table)
@@ -107,6 +114,7 @@ def down(
 
 def status(settings: Settings, *, apps: Sequence[AppSpec] | None = None) -> list[Outcome]:
     """Each service: running (ours), reused (someone else's server answers) or stopped."""
+    settings = _absolute(settings)
     registry = Registry(settings.state_dir)
     table = default_apps(settings) if apps is None else apps
     outcomes = [module.status(settings, registry) for module in INFRA.values()]
