@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
 from minio import Minio
+from minio.error import MinioException
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -142,6 +144,19 @@ def _put(s3: Minio, key: str, data: bytes, **kwargs) -> str:
     return s3.put_object(BUCKET, key, io.BytesIO(data), len(data), **kwargs).etag
 
 
+def _put_when_writable(s3: Minio, key: str, data: bytes, timeout: float = 60.0) -> None:
+    """Right after a restart weed's S3 answers before its volume server re-registered: writes time out a while."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _put(s3, key, data)
+            return
+        except (OSError, MinioException, urllib3.exceptions.HTTPError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 CREATED, REMOVED = "s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete"
 
 
@@ -211,6 +226,6 @@ def test_follows_again_after_the_filer_restarts(weed, s3, cursors) -> None:
         time.sleep(1.0)  # the follower sees the stream break and retries with backoff
         outcome = seaweed.up(weed, registry, timeout=90)
         assert not outcome.failed, outcome.detail
-        _put(seaweed.client(weed.s3), prefix + "after-restart.jpg", b"2")
+        _put_when_writable(seaweed.client(weed.s3), prefix + "after-restart.jpg", b"2")
         follower.wait_for((CREATED, prefix + "after-restart.jpg"), timeout=60)
     assert follower.seen().count((CREATED, prefix + "before.jpg")) == 1
