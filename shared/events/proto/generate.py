@@ -15,14 +15,15 @@ ROOT = Path(__file__).resolve().parents[3]
 PROTO = Path(__file__).with_name("filer.proto").relative_to(ROOT)
 
 
-def main() -> int:
+def main(out: Path = ROOT) -> int:
+    """Write ``filer_pb2.py``, ``filer_pb2.pyi`` and ``filer_pb2_grpc.py`` under ``out`` (the repo by default)."""
     return protoc.main(
         [
             "grpc_tools.protoc",
             f"--proto_path={ROOT}",
-            f"--python_out={ROOT}",
-            f"--pyi_out={ROOT}",
-            f"--grpc_python_out={ROOT}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            f"--grpc_python_out={out}",
             str(PROTO),
         ]
     )
