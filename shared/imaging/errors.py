@@ -53,8 +53,9 @@ class ImageDecodeError(PermanentError):
 
     reason: str
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(reason, message)
+    def __reduce__(self) -> tuple[type[ImageDecodeError], tuple[str, str]]:
+        """Pickle as (reason, message): the default would replay only the message into a 2-argument __init__."""
+        return type(self), (self.reason, str(self))
 
 
 def sniff_format(head: bytes) -> str | None:

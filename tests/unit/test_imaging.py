@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+import pickle
 import struct
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -228,6 +230,24 @@ def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
     assert image.getpixel((255, 4)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize(
+    "values", [np.array([[0, 32768, 65535]], dtype=">u2"), np.array([[0.0, 0.5, 1.0]], dtype=np.float32)]
+)
+def test_wide_grey_tiff_is_scaled(values: np.ndarray) -> None:
+    image = decode_photo(encode(Image.fromarray(values), "TIFF")).image
+    assert image.getpixel((0, 0)) == (0, 0, 0)
+    assert_colour(image, (1, 0), (128, 128, 128), tol=1)
+    assert image.getpixel((2, 0)) == (255, 255, 255)
+
+
+def test_multi_picture_jpeg_uses_the_first_picture() -> None:
+    first, second = Image.new("RGB", (1200, 900), RED), Image.new("RGB", (1200, 900), BLUE)
+    decoded = decode_photo(encode(first, "MPO", save_all=True, append_images=[second]))
+    assert decoded.meta.format == "MPO"
+    assert decoded.image.size == (427, 320)
+    assert_colour(decoded.image, (200, 160), RED, tol=8)
+
+
 def test_cmyk_jpeg_becomes_rgb() -> None:
     cyan = Image.new("CMYK", (64, 64), (255, 0, 0, 0))
     data = encode(cyan, quality=95)
@@ -336,6 +356,12 @@ def test_decode_error_is_permanent_with_reason() -> None:
     assert isinstance(caught.value, ImageDecodeError)
     assert caught.value.reason == "empty"
     assert "zero bytes" in str(caught.value)
+
+
+def test_decode_error_survives_pickling() -> None:
+    # Celery and multiprocessing pickle exceptions across processes.
+    copy = pickle.loads(pickle.dumps(ImageDecodeError("truncated", "image file is truncated")))
+    assert (type(copy), copy.reason, str(copy)) == (ImageDecodeError, "truncated", "image file is truncated")
 
 
 @pytest.mark.parametrize("make", [lambda p: b"", lambda p: io.BytesIO(), lambda p: p])
@@ -522,3 +548,32 @@ def test_png_exif_is_read() -> None:
     assert decoded.image.size == (48, 64)
     assert decoded.meta.gps == pytest.approx((10.0, 20.0))
     assert read_meta(data) == decoded.meta
+
+
+# ---------------------------------------------------------------- real photos (../shared/data, read in place)
+
+
+def manifest(shared_data: Path) -> list[dict[str, str]]:
+    with (shared_data / "manifest.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.shared_data
+def test_real_photos_decode_to_min_side(shared_data: Path) -> None:
+    for row in manifest(shared_data)[::20]:  # a spread sample; the whole set decodes in ~20 s here
+        decoded = decode_photo(shared_data / row["path"])
+        assert decoded.image.mode == "RGB", row["path"]
+        assert min(decoded.image.size) == min(320, decoded.meta.width, decoded.meta.height), row["path"]
+
+
+@pytest.mark.shared_data
+def test_real_exif_gps_is_read_near_the_landmark(shared_data: Path) -> None:
+    rows = [row for row in manifest(shared_data) if row["exif_gps"] == "1"]
+    assert rows, "the manifest lists photos with EXIF GPS"
+    for row in rows:
+        gps = read_meta(shared_data / row["path"]).gps
+        assert gps is not None, row["path"]
+        if row["lat"]:  # a landmark: the photographer stood within ~100 km (one Machu Picchu shot is from Cusco)
+            lat, lon = float(row["lat"]), float(row["lon"])
+            km = 111.2 * math.hypot(gps[0] - lat, (gps[1] - lon) * math.cos(math.radians(lat)))
+            assert km < 100, (row["path"], gps, km)
