@@ -55,3 +55,87 @@ def prepare(
     table.add_row("evaluation manifest (gallery + uploads as test)", "", data.eval_csv.name)
     table.add_row("authors and licences", "", data.attribution.name)
     Console().print(table)
+
+
+@app.command()
+def run(
+    rebuild: Annotated[bool, typer.Option(help="Build a new model even if one is active.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the uploads to be processed.")] = 300.0,
+) -> None:
+    """The main job on sample data: gallery -> model -> uploads for two users -> the albums the workers built.
+
+    Needs the stack running (`landmarks dev up`): uploads go through the real bucket, event bridge and workers.
+    """
+    from sqlalchemy import select
+
+    from shared import registry
+    from shared.albums import list_albums
+    from shared.db.models import Landmark, Photo, Recognition
+    from shared.settings import get_settings
+    from shared.uploads import upload_photos
+    from workers import cli_gallery
+    from workers.cli_photos import wait_for_photos
+    from workers.runtime import db_session, minio_client
+
+    console = Console()
+    settings = get_settings()
+    data = demo_data.prepare_demo(demo_data.DEFAULT_RCC_DIR, default_out_dir())
+    console.rule("1. gallery")
+    cli_gallery.gallery_import(manifest=data.gallery_csv, split=["train"])
+    console.rule("2. model")
+    with db_session() as session:
+        active = registry.active_version(session)
+    if active is None or rebuild:
+        cli_gallery.model_build(activate=True)
+    else:
+        console.print(f"active model {active.version} (use --rebuild for a new one)")
+    console.rule("3. uploads")
+    bucket = settings.s3.photos_bucket
+    keys: dict[str, tuple[str, str]] = {}
+    for user in sorted({u.user for u in data.uploads}):
+        mine = [u for u in data.uploads if u.user == user]
+        for obj, upload in zip(upload_photos(minio_client(), bucket, user, [u.path for u in mine]), mine, strict=True):
+            keys[obj.key] = (user, upload.expected_landmark)
+        console.print(f"uploaded {len(mine)} photos for {user}")
+    statuses = wait_for_photos(bucket, list(keys), timeout)
+    console.rule("4. albums")
+    for user in sorted({u for u, _ in keys.values()}):
+        with db_session() as session:
+            grouped = list_albums(session, user)
+        for city, albums in grouped.items():
+            for album in albums:
+                names = ", ".join(p.key.rsplit("/", 1)[-1] for p in album.photos)
+                console.print(
+                    f"[bold]{user}[/] · {city} · [green]{album.landmark_name}[/] ({album.photo_count}): {names}"
+                )
+    with db_session() as session:
+        got = dict(
+            session.execute(
+                select(Photo.key, Recognition.landmark_id)
+                .join(
+                    Recognition,
+                    (Recognition.photo_id == Photo.id) & (Recognition.model_version_id == Photo.model_version_id),
+                )
+                .where(Photo.bucket == bucket, Photo.key.in_(list(keys)), Recognition.rank == 0)
+            ).all()
+        )
+        slugs = dict(session.execute(select(Landmark.id, Landmark.slug)).all())
+    tally = Counter()
+    for key, (_, expected) in keys.items():
+        predicted = slugs.get(got.get(key)) or ""
+        if statuses.get(key) != "done":
+            tally["not processed"] += 1
+        elif expected and predicted == expected:
+            tally["right album"] += 1
+        elif expected and not predicted:
+            tally["missed (no album)"] += 1
+        elif predicted and predicted != expected:
+            tally["WRONG album"] += 1
+        else:
+            tally["correctly no album"] += 1
+    console.rule("5. summary")
+    for label, count in sorted(tally.items()):
+        console.print(f"{label:>20}: {count}")
+    console.print(f"Flower (workers, queues): http://127.0.0.1:{settings.flower.port}")
+    if tally["not processed"]:
+        raise typer.Exit(1)

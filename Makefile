@@ -1,0 +1,47 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both work on a fresh Debian machine:
+# they install what is missing (venv, Debian packages) and reuse services already running.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LANDMARKS := $(BIN)/landmarks
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint services stop proto
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
+	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services: venv
+	$(LANDMARKS) dev up --only postgres,redis,s3
+	$(LANDMARKS) db upgrade
+
+# Sets up everything and runs the main job on sample data: a gallery of monuments from Debian's gcompris-qt-data,
+# a model built from it, photos uploaded for two users, and the albums the workers built for them.
+demo: venv
+	@dpkg -s gcompris-qt-data >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcompris-qt-data; }
+	$(LANDMARKS) dev up --only postgres,redis,s3
+	$(LANDMARKS) db upgrade
+	$(LANDMARKS) dev up
+	$(LANDMARKS) demo run
+
+test: venv
+	$(LANDMARKS) dev up --only postgres,redis,s3
+	$(BIN)/ruff check .
+	$(LANDMARKS) db check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+stop: venv
+	$(LANDMARKS) dev down
