@@ -29,9 +29,7 @@ def _ensure_album(session: Session, owner_id: int, landmark_id: int) -> int:
 
 def _lock(session: Session, album_ids: set[int]) -> None:
     if album_ids:
-        session.execute(
-            select(Album.id).where(Album.id.in_(sorted(album_ids))).order_by(Album.id).with_for_update()
-        )
+        session.execute(select(Album.id).where(Album.id.in_(sorted(album_ids))).order_by(Album.id).with_for_update())
 
 
 def _refresh(session: Session, album_id: int) -> None:
@@ -70,9 +68,7 @@ def set_photo_landmarks(
     kept = {album_id for lm, album_id in current.items() if lm in scores}
     _lock(session, set(wanted.values()) | removed | kept)
     if removed:
-        session.execute(
-            delete(AlbumPhoto).where(AlbumPhoto.photo_id == photo_id, AlbumPhoto.album_id.in_(removed))
-        )
+        session.execute(delete(AlbumPhoto).where(AlbumPhoto.photo_id == photo_id, AlbumPhoto.album_id.in_(removed)))
     for landmark_id, album_id in wanted.items():
         session.execute(
             insert(AlbumPhoto)
@@ -94,9 +90,7 @@ def set_photo_landmarks(
 
 def remove_photo(session: Session, photo_id: uuid.UUID) -> int:
     """Take the photo out of every album (deleted or overwritten object); returns how many it left."""
-    album_ids = set(
-        session.execute(select(AlbumPhoto.album_id).where(AlbumPhoto.photo_id == photo_id)).scalars()
-    )
+    album_ids = set(session.execute(select(AlbumPhoto.album_id).where(AlbumPhoto.photo_id == photo_id)).scalars())
     _lock(session, album_ids)
     session.execute(delete(AlbumPhoto).where(AlbumPhoto.photo_id == photo_id))
     for album_id in sorted(album_ids):
@@ -155,9 +149,7 @@ def list_albums(session: Session, user_name: str, *, with_photos: bool = True) -
                 .where(AlbumPhoto.album_id == album.id, Photo.status != PhotoStatus.deleted)
                 .order_by(AlbumPhoto.added_at)
             ).all()
-            view.photos = [
-                AlbumPhotoView(str(p.id), p.bucket, p.key, ap.score, ap.source) for ap, p in members
-            ]
+            view.photos = [AlbumPhotoView(str(p.id), p.bucket, p.key, ap.score, ap.source) for ap, p in members]
         label = ", ".join(x for x in (view.city, view.country) if x) or "Unknown city"
         grouped.setdefault(label, []).append(view)
     return grouped

@@ -26,9 +26,7 @@ def record_failure(
     """Mark the photo failed and keep one open failure row per photo (a repeat bumps ``attempts``)."""
     text = f"{reason}: {message}"
     if photo_id is not None:
-        session.execute(
-            update(Photo).where(Photo.id == photo_id).values(status=PhotoStatus.failed, error=text[:4000])
-        )
+        session.execute(update(Photo).where(Photo.id == photo_id).values(status=PhotoStatus.failed, error=text[:4000]))
         existing = session.execute(
             select(TaskFailure)
             .where(TaskFailure.photo_id == photo_id, TaskFailure.resolved_at.is_(None))

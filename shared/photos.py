@@ -85,7 +85,11 @@ def record_created(
         photo = session.execute(
             select(Photo).where(Photo.bucket == bucket, Photo.key == key).with_for_update()
         ).scalar_one()
-        if photo.status != PhotoStatus.deleted and etag and photo.etag == etag and photo.owner_id == owner_id:
+        same_content = etag and photo.etag == etag and photo.owner_id == owner_id
+        if same_content and photo.status == PhotoStatus.pending:
+            # A redelivered event whose first enqueue may have been lost; recognition is idempotent.
+            return IngestResult("recognize", photo.id)
+        if same_content and photo.status != PhotoStatus.deleted:
             return IngestResult("unchanged", photo.id)
         albums.remove_photo(session, photo.id)  # new content: its old recognition no longer holds
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
@@ -121,9 +125,7 @@ def keys_without_rows(session: Session, bucket: str, keys: list[str]) -> list[st
     """Those of ``keys`` that have no photo row (the reconciliation sweep enqueues them)."""
     if not keys:
         return []
-    known = set(
-        session.execute(select(Photo.key).where(Photo.bucket == bucket, Photo.key.in_(keys))).scalars()
-    )
+    known = set(session.execute(select(Photo.key).where(Photo.bucket == bucket, Photo.key.in_(keys))).scalars())
     return [k for k in keys if k not in known]
 
 

@@ -124,8 +124,6 @@ def check(database_url: UrlOption = None) -> None:
         typer.echo(f"models and migrations differ: {diff}", err=True)
     if not result.ok:
         if result.diffs:
-            typer.echo(
-                "write a migration: alembic revision --autogenerate --rev-id NNNN_slug -m '...'", err=True
-            )
+            typer.echo("write a migration: alembic revision --autogenerate --rev-id NNNN_slug -m '...'", err=True)
         raise typer.Exit(1)
     typer.echo(f"ok: {_name(url)} at head ({result.head}); models and migrations agree")

@@ -120,9 +120,7 @@ def ensure_database(database_url: str) -> bool:
         with connect(database_url):
             return False
     except DatabaseUnavailableError as target_error:
-        maintenance = create_engine(
-            url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-        )
+        maintenance = create_engine(url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
         try:
             with maintenance.connect() as conn:
                 if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}):
@@ -151,18 +149,14 @@ def downgrade(database_url: str, revision: str) -> MigrationResult:
     return _migrate(command.downgrade, database_url, revision, False)
 
 
-def _migrate(
-    step: Callable[[Config, str], None], database_url: str, revision: str, created: bool
-) -> MigrationResult:
+def _migrate(step: Callable[[Config, str], None], database_url: str, revision: str, created: bool) -> MigrationResult:
     before = current_revision(database_url)  # also turns "server down" into DatabaseUnavailableError
     config = alembic_config(database_url)
     step(config, revision)
     # env.py records the revisions it saw while holding the migration lock: exact under concurrent runs.
     attributes = config.attributes
     after = attributes["revision_after"] if "revision_after" in attributes else current_revision(database_url)
-    return MigrationResult(
-        before=attributes.get("revision_before", before), after=after, created_database=created
-    )
+    return MigrationResult(before=attributes.get("revision_before", before), after=after, created_database=created)
 
 
 def schema_diffs(database_url: str) -> list[Any]:

@@ -152,15 +152,9 @@ def test_check_fails_on_a_database_behind_head(make_scratch_database: ScratchDat
 def test_concurrent_upgrades_queue_on_the_advisory_lock(make_scratch_database: ScratchDatabases) -> None:
     """Several workers starting at once on a fresh server: one creates and migrates, the others wait."""
     url = make_scratch_database(create=False)
-    script = (
-        "import sys; from shared.db import migrate; "
-        "r = migrate.upgrade(sys.argv[1]); print(r.changed, r.after)"
-    )
+    script = "import sys; from shared.db import migrate; r = migrate.upgrade(sys.argv[1]); print(r.changed, r.after)"
 
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
-        for _ in range(3)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [proc.communicate(timeout=120)[0].split() for proc in procs]
 
     assert [proc.returncode for proc in procs] == [0, 0, 0]

@@ -81,9 +81,7 @@ def world(db_session: Session) -> dict[str, object]:
         height=3024,
         model_version=version,
     )
-    gallery = GalleryPhoto(
-        landmark=landmark, bucket="gallery", key=_name("eiffel/1.jpg"), role=GalleryRole.train
-    )
+    gallery = GalleryPhoto(landmark=landmark, bucket="gallery", key=_name("eiffel/1.jpg"), role=GalleryRole.train)
     db_session.add_all([user, city, landmark, version, photo, gallery])
     db_session.flush()
     recognition = Recognition(
@@ -97,9 +95,7 @@ def world(db_session: Session) -> dict[str, object]:
     db_session.add_all([recognition, album])
     db_session.flush()
     membership = AlbumPhoto(album_id=album.id, photo_id=photo.id, score=0.87)
-    failure = TaskFailure(
-        photo_id=photo.id, task_name="recognition.recognize_photo", reason="decode: truncated"
-    )
+    failure = TaskFailure(photo_id=photo.id, task_name="recognition.recognize_photo", reason="decode: truncated")
     cursor = EventCursor(name=_name("seaweedfs"), position=1_732_536_000_123_456_789)
     db_session.add_all([membership, failure, cursor])
     db_session.commit()
@@ -165,9 +161,7 @@ def test_every_model_round_trips_with_its_server_defaults(db_session: Session, w
 def test_metrics_are_stored_as_queryable_jsonb(db_session: Session, world: dict) -> None:
     version = world["version"]
 
-    found = db_session.scalars(
-        select(ModelVersion.id).where(ModelVersion.metrics["map@100"].as_float() > 0.8)
-    ).all()
+    found = db_session.scalars(select(ModelVersion.id).where(ModelVersion.metrics["map@100"].as_float() > 0.8)).all()
     stored_as = db_session.scalar(
         text("SELECT pg_typeof(metrics)::text FROM model_versions WHERE id = :id"), {"id": version.id}
     )
@@ -205,9 +199,7 @@ def test_recognition_rank_is_unique_per_photo_and_model_version(db_session: Sess
         "uq_recognitions_photo_id_model_version_id_rank",
     )
     db_session.add(
-        Recognition(
-            photo_id=first.photo_id, model_version_id=first.model_version_id, rank=1, score=0.1, method="none"
-        )
+        Recognition(photo_id=first.photo_id, model_version_id=first.model_version_id, rank=1, score=0.1, method="none")
     )
     db_session.flush()
 
@@ -215,22 +207,16 @@ def test_recognition_rank_is_unique_per_photo_and_model_version(db_session: Sess
 def test_other_unique_keys(db_session: Session, world: dict) -> None:
     assert _violation(db_session, User(name=world["user"].name))[1] == "uq_users_name"
     assert _violation(db_session, Landmark(slug=world["landmark"].slug, name="x"))[1] == "uq_landmarks_slug"
+    assert _violation(db_session, City(name=world["city"].name, country="France"))[1] == "uq_cities_name_country"
     assert (
-        _violation(db_session, City(name=world["city"].name, country="France"))[1] == "uq_cities_name_country"
-    )
-    assert (
-        _violation(db_session, ModelVersion(version=world["version"].version, backbone="b", status="ready"))[
-            1
-        ]
+        _violation(db_session, ModelVersion(version=world["version"].version, backbone="b", status="ready"))[1]
         == "uq_model_versions_version"
     )
     gallery = world["gallery"]
     assert (
         _violation(
             db_session,
-            GalleryPhoto(
-                landmark_id=gallery.landmark_id, bucket=gallery.bucket, key=gallery.key, role="train"
-            ),
+            GalleryPhoto(landmark_id=gallery.landmark_id, bucket=gallery.bucket, key=gallery.key, role="train"),
         )[1]
         == "uq_gallery_photos_landmark_id_bucket_key"
     )
@@ -257,9 +243,7 @@ def test_enum_columns_reject_unknown_values_in_raw_sql(
 def test_every_enum_value_is_accepted_by_its_check(db_session: Session, world: dict) -> None:
     photo_id = world["photo"].id
     for status in PhotoStatus:
-        db_session.execute(
-            text("UPDATE photos SET status = :s WHERE id = :id"), {"s": status.value, "id": photo_id}
-        )
+        db_session.execute(text("UPDATE photos SET status = :s WHERE id = :id"), {"s": status.value, "id": photo_id})
 
         assert db_session.scalar(select(Photo.status).where(Photo.id == photo_id)) is status
     for method in RecognitionMethod:
@@ -272,9 +256,7 @@ def test_every_enum_value_is_accepted_by_its_check(db_session: Session, world: d
 
 
 def test_photo_count_cannot_go_negative(db_session: Session, world: dict) -> None:
-    assert _raw_violation(
-        db_session, "UPDATE albums SET photo_count = -1 WHERE id = :id", id=world["album"].id
-    ) == (
+    assert _raw_violation(db_session, "UPDATE albums SET photo_count = -1 WHERE id = :id", id=world["album"].id) == (
         CHECK_VIOLATION,
         "ck_albums_photo_count_nonnegative",
     )
