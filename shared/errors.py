@@ -12,6 +12,10 @@ class PermanentError(Exception):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Celery and multiprocessing pickle exceptions; the default would call __init__ with one argument.
+        return type(self), (self.reason, str(self))
+
 
 class ServiceUnavailable(TransientError):
     """A required service does not answer; the message names it and its address."""
