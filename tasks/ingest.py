@@ -45,6 +45,9 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
 
     ctx = context()
     event = ObjectEvent.from_record(record)
+    if event.bucket != ctx.settings.s3.photos_bucket:
+        # The filer stream carries every bucket (gallery photos, model bundles): only uploads are photos.
+        return {"action": "ignored", "reason": "not the photos bucket"}
     if event.is_removed:
         with ctx.session() as session:
             result = photos.record_removed(session, bucket=event.bucket, key=event.key)
