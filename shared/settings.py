@@ -65,6 +65,18 @@ class FlowerSettings(BaseModel):
     password: SecretStr = SecretStr("landmarks")
 
 
+class ApiClient(BaseModel):
+    """A client of the albums API: its bearer token and the users it may serve (``"*"``: every user)."""
+
+    token: SecretStr
+    users: list[str] = Field(default_factory=list)
+    read_only: bool = False  # True: may read albums but not post corrections
+
+
+def _demo_api_clients() -> dict[str, ApiClient]:
+    return {"demo": ApiClient(token=SecretStr("change-me-api-token"), users=["*"])}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LANDMARKS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -82,7 +94,10 @@ class Settings(BaseSettings):
     webhook_port: int = 8765
     webhook_token: SecretStr = SecretStr("change-me-webhook-token")
     webhook_max_body_bytes: int = 1_000_000
+    api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # By client name; JSON in the environment: LANDMARKS_API_TOKENS='{"web": {"token": "...", "users": ["alice"]}}'.
+    api_tokens: dict[str, ApiClient] = Field(default_factory=_demo_api_clients)
     reconcile_interval_s: float = 300.0
     log_level: str = "INFO"
     log_json: bool = True
