@@ -86,6 +86,11 @@ class RecognitionMethod(enum.StrEnum):
     manual = "manual"
 
 
+class CorrectionKind(enum.StrEnum):
+    reject = "reject"  # "not this landmark": out of the album for good, a negative example for training
+    assign = "assign"  # "this landmark": a manual album entry, a positive candidate for the gallery
+
+
 def _now() -> Any:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
@@ -262,6 +267,22 @@ class AlbumPhoto(Base):
     score: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="auto")
     added_at: Mapped[datetime] = _now()
+
+
+class PhotoCorrection(Base):
+    """A user's word on one (photo, landmark) pair, the latest one wins; automatic recognition never overrides it."""
+
+    __tablename__ = "photo_corrections"
+    __table_args__ = (UniqueConstraint("photo_id", "landmark_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), nullable=False)
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id", ondelete="CASCADE"), nullable=False, index=True)
+    kind: Mapped[CorrectionKind] = mapped_column(_enum(CorrectionKind, "correction_kind"), nullable=False)
+    client: Mapped[str | None] = mapped_column(String(255))  # the API client that recorded it
+    created_at: Mapped[datetime] = _now()
+
+    landmark: Mapped[Landmark] = relationship()
 
 
 class TaskFailure(Base):
