@@ -1,0 +1,102 @@
+"""The database half of ``landmarks status``: photos by status, recent failures, the active model, bridge lag.
+
+Times are the database's (``now()``), so lag does not depend on the operator machine's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import EventCursor, Photo, PhotoStatus, TaskFailure
+from shared.registry import active_version
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class BridgeLag:
+    """One event source's cursor: when it last moved, and how old the last event it processed was."""
+
+    name: str
+    position: int
+    updated_at: datetime
+    seconds_since_update: float
+    event_age_s: float | None  # positions are ns since the epoch (SeaweedFS); None when it is not a time
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    id: int
+    version: str
+    backbone: str
+    activated_at: datetime | None
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    now: datetime
+    photos: dict[str, int]  # every PhotoStatus, zeros included
+    failures_last_hour: int
+    open_failures: int
+    model: ModelSummary | None
+    bridge: list[BridgeLag]
+
+
+def photo_counts(session: Session) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in PhotoStatus), 0)
+    for status, count in session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all():
+        counts[status.value] = count
+    return counts
+
+
+def bridge_lag(session: Session, now: datetime) -> list[BridgeLag]:
+    lags = []
+    for cursor in session.execute(select(EventCursor).order_by(EventCursor.name)).scalars():
+        # A position after 2001-09-09 in ns (> 1e18) is a timestamp; anything smaller is an opaque offset.
+        event_age = now.timestamp() - cursor.position / NS_PER_S if cursor.position > 10**18 else None
+        lags.append(
+            BridgeLag(
+                name=cursor.name,
+                position=cursor.position,
+                updated_at=cursor.updated_at,
+                seconds_since_update=max(0.0, (now - cursor.updated_at).total_seconds()),
+                event_age_s=max(0.0, event_age) if event_age is not None else None,
+            )
+        )
+    return lags
+
+
+def database_status(session: Session, *, window: timedelta = timedelta(hours=1)) -> DatabaseStatus:
+    now = session.execute(select(func.now())).scalar_one()
+    recent = session.execute(
+        select(func.count()).select_from(TaskFailure).where(TaskFailure.created_at >= now - window)
+    ).scalar_one()
+    open_count = session.execute(
+        select(func.count()).select_from(TaskFailure).where(TaskFailure.resolved_at.is_(None))
+    ).scalar_one()
+    active = active_version(session)
+    model = (
+        ModelSummary(
+            id=active.id,
+            version=active.version,
+            backbone=active.backbone,
+            activated_at=active.activated_at,
+            metrics=dict(active.metrics or {}),
+        )
+        if active is not None
+        else None
+    )
+    return DatabaseStatus(
+        now=now,
+        photos=photo_counts(session),
+        failures_last_hour=recent,
+        open_failures=open_count,
+        model=model,
+        bridge=bridge_lag(session, now),
+    )
