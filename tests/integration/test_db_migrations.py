@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ScratchDatabases
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -15,6 +15,9 @@ from typer.testing import CliRunner
 from shared.db import migrate
 from shared.db.models import Base
 from workers.cli import app
+
+if TYPE_CHECKING:  # the fixture's type; conftest modules are not importable by name reliably
+    from tests.conftest import ScratchDatabases
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +174,9 @@ def test_a_migration_that_waits_for_a_lock_gives_up_and_rolls_back(
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as reader:
-            reader.execute(text("LOCK TABLE photos IN ACCESS SHARE MODE"))  # held until rollback below
+            # Every step ends by updating alembic_version, which SHARE mode blocks: the first (newest) step times
+            # out and rolls back its own DDL, so nothing is undone. Held until the rollback below.
+            reader.execute(text("LOCK TABLE alembic_version IN SHARE MODE"))
             with pytest.raises(OperationalError, match="lock timeout"):
                 migrate.downgrade(url, "base")
             reader.rollback()
