@@ -8,7 +8,11 @@ LANDMARKS := $(BIN)/landmarks
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint services stop proto
+# Debian packages the demo and the tests use: sample photos (gcompris-qt-data) and a headless browser.
+DEBS_DEMO := gcompris-qt-data
+DEBS_TEST := gcompris-qt-data chromium
+
+.PHONY: venv demo test lint services stop proto debs-demo debs-test
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
@@ -26,18 +30,24 @@ services: venv
 
 # Sets up everything and runs the main job on sample data: a gallery of monuments from Debian's gcompris-qt-data,
 # a model built from it, photos uploaded for two users, and the albums the workers built for them.
-demo: venv
-	@dpkg -s gcompris-qt-data >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcompris-qt-data; }
+debs-demo debs-test: debs-%:
+	@missing=$$(for p in $(DEBS_$(shell echo $* | tr a-z A-Z)); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+demo: venv debs-demo
 	$(LANDMARKS) dev up --only postgres,redis,s3
 	$(LANDMARKS) db upgrade
 	$(LANDMARKS) dev up
 	$(LANDMARKS) demo run
 
-test: venv
+test: venv debs-test
 	$(LANDMARKS) dev up --only postgres,redis,s3
 	$(BIN)/ruff check .
 	$(LANDMARKS) db check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+proto: venv
+	$(BIN)/python -m shared.events.proto.generate
 
 lint: venv
 	$(BIN)/ruff check .
