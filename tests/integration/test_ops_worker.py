@@ -1,0 +1,301 @@
+"""A real Celery worker process (the project's app, its signals and settings) on a Redis database and a
+PostgreSQL database of its own: warm shutdown mid-task, JSON log lines, metrics, and `status --json`.
+
+The worker runs one test task besides the project's: ``albums.slow_apply`` sleeps, then calls the real
+``shared.pipeline.apply_recognition``, so a SIGTERM reliably lands while a photo is being processed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from shared import photos
+from shared.db import migrate
+from shared.db.models import (
+    EventCursor,
+    Landmark,
+    ModelStatus,
+    ModelVersion,
+    Photo,
+    PhotoStatus,
+)
+from shared.failures import record_failure
+from shared.settings import Settings
+from workers.celery_app import QUEUES, REPROCESS_PRIORITY, make_celery
+from workers.metrics import collect, metrics_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BROKER = "redis://127.0.0.1:6379/11"  # a database of its own: no dev worker consumes it
+NODE = f"opsalbums@{socket.gethostname()}"
+CLI = "import typer; from workers import cli_ops; app = typer.Typer(); cli_ops.register(app); app()"
+WORKER_APP = '''
+"""The project's Celery app plus one slow task that does the albums worker's real database work."""
+import time
+import uuid
+
+from shared import pipeline
+from tasks.context import context
+from workers.celery_app import app
+
+
+@app.task(name="albums.slow_apply", acks_late=True)
+def slow_apply(photo_id, etag, model_version_id, outcome, delay_s):
+    time.sleep(delay_s)
+    with context().session() as session:
+        return pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+'''
+OUTCOME = {"matches": [{"landmark": "w_tower", "score": 0.9, "method": "global+verified", "verified": True}]}
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(BROKER)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {BROKER} is unreachable ({exc}): start it with `landmarks dev up`", pytrace=False)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def database(make_scratch_database) -> Iterator[tuple[str, sessionmaker[Session]]]:
+    """A committed database of its own (the worker is another process), with an active model and a landmark."""
+    url = make_scratch_database(create=False)
+    migrate.upgrade(url)
+    engine = create_engine(url, poolclass=NullPool)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    with factory.begin() as session:
+        session.add(Landmark(slug="w_tower", name="Drawn Tower"))
+        session.add(
+            ModelVersion(
+                version="w-active",
+                backbone="efficientnet_lite2",
+                status=ModelStatus.active,
+                metrics={"top1": 0.9, "n_test": 40},
+                activated_at=datetime(2024, 5, 1, tzinfo=UTC),
+            )
+        )
+    yield url, factory
+    engine.dispose()
+
+
+@pytest.fixture
+def env(tmp_path: Path, database) -> dict[str, str]:
+    (tmp_path / "ops_worker_app.py").write_text(textwrap.dedent(WORKER_APP))
+    url, _ = database
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)]),
+        "LANDMARKS_DATABASE_URL": url,
+        "LANDMARKS_BROKER_URL": BROKER,
+        "LANDMARKS_RESULT_BACKEND": BROKER,
+        "LANDMARKS_STATE_DIR": str(tmp_path / "state"),
+        "LANDMARKS_LOG_JSON": "true",
+    }
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        celery = Path(sys.executable).parent / "celery"
+        argv = [str(celery), "-A", "ops_worker_app", "worker", "-Q", "albums", "-n", "opsalbums@%h",
+                "--concurrency", "1", "--loglevel", "INFO", "--without-heartbeat", "--without-mingle"]  # fmt: skip
+        self.stderr = log.open("ab")
+        self.process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True
+        )
+
+    def wait_ready(self, app: Celery, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"worker exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            if any(NODE in reply for reply in app.control.ping(destination=[NODE], timeout=1.0)):
+                return
+        pytest.fail(f"worker did not answer a ping in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def events(self) -> list[dict]:
+        lines = [line for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in lines]
+
+    def wait_for_event(self, timeout: float = 30.0, **fields: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if all(event.get(k) == v for k, v in fields.items()):
+                    return event
+            time.sleep(0.1)
+        pytest.fail(f"no log line with {fields}:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown: the main process only
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.stderr.close()
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start  # type: ignore[misc]
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def celery_app(broker: redis.Redis, tmp_path: Path) -> Iterator[Celery]:
+    app = make_celery(Settings(broker_url=BROKER, result_backend=BROKER, state_dir=tmp_path / "client"))
+    yield app
+    app.close()
+
+
+def new_photo(factory: sessionmaker[Session], key: str) -> str:
+    with factory.begin() as session:
+        result = photos.record_created(
+            session, bucket="photos", key=key, etag="e1", size=1, content_type="image/jpeg", owner="walice"
+        )
+    return str(result.photo_id)
+
+
+def status_of(factory: sessionmaker[Session], photo_id: str) -> PhotoStatus:
+    with factory() as session:
+        return session.get(Photo, uuid.UUID(photo_id)).status
+
+
+def test_sigterm_mid_task_finishes_it_and_loses_nothing(database, workers, celery_app: Celery, broker, tmp_path):
+    url, factory = database
+    with factory() as session:
+        version_id = session.query(ModelVersion.id).scalar()
+    first, second = new_photo(factory, "users/walice/1.jpg"), new_photo(factory, "users/walice/2.jpg")
+    worker = workers()
+    worker.wait_ready(celery_app)
+    for photo_id in (first, second):
+        celery_app.send_task("albums.slow_apply", args=[photo_id, "e1", version_id, OUTCOME, 3.0])
+
+    started = worker.wait_for_event(event="task_started", photo_id=first)
+    assert started["queue"] == "albums" and started["task"] == "albums.slow_apply" and started["task_id"]
+    assert worker.stop() == 0  # SIGTERM while the first photo is being processed: a warm shutdown
+
+    assert status_of(factory, first) == PhotoStatus.done  # the running task finished
+    assert status_of(factory, second) == PhotoStatus.pending  # not started: its message went back to Redis
+    finished = [e for e in worker.events() if e.get("event") == "task_finished"]
+    assert [(e["photo_id"], e["state"]) for e in finished] == [(first, "success")]
+    assert finished[0]["task_id"] == started["task_id"] and finished[0]["queue"] == "albums"
+    assert finished[0]["duration_ms"] >= 3000 and finished[0]["level"] == "info" and "timestamp" in finished[0]
+
+    again = workers()
+    again.wait_ready(celery_app)
+    again.wait_for_event(event="task_finished", photo_id=second)
+    assert again.stop() == 0
+    assert status_of(factory, second) == PhotoStatus.done  # nothing lost
+    assert broker.llen("albums") == 0 and broker.hlen("unacked") == 0
+
+    # Both processes' children counted into the shared multiprocess folder.
+    text = collect(metrics_dir(tmp_path / "state")).decode()
+    assert 'landmarks_tasks_total{queue="albums",state="success",task="albums.slow_apply"} 2.0' in text
+    assert 'landmarks_task_duration_seconds_count{queue="albums",task="albums.slow_apply"} 2.0' in text
+
+
+def test_status_json_field_by_field(database, workers, env, celery_app: Celery, broker) -> None:
+    url, factory = database
+    with factory.begin() as session:
+        for name in ("p1", "p2"):
+            photos.record_created(session, bucket="photos", key=f"users/walice/{name}", etag="e", size=1,
+                                  content_type=None, owner="walice")  # fmt: skip
+        bad = photos.record_created(session, bucket="photos", key="users/walice/bad", etag="e", size=1,
+                                    content_type=None, owner="walice")  # fmt: skip
+        record_failure(session, task_name="recognition.recognize_photo", reason="decode_error", message="truncated",
+                       photo_id=bad.photo_id)  # fmt: skip
+        old = record_failure(session, task_name="ingest.object_event", reason="object_missing", message="gone",
+                             bucket="photos", key="users/walice/old")  # fmt: skip
+        old.created_at = session.execute(select(func.now())).scalar_one() - timedelta(hours=2)
+        old.resolved_at = old.created_at
+        gone = photos.record_created(session, bucket="photos", key="users/walice/gone", etag="e", size=1,
+                                     content_type=None, owner="walice")  # fmt: skip
+        photos.record_removed(session, bucket="photos", key="users/walice/gone")
+        assert gone.photo_id
+        now = session.execute(select(func.now())).scalar_one()
+        position = int((now - timedelta(seconds=60)).timestamp() * 1e9)
+        session.add(EventCursor(name="seaweedfs", position=position, updated_at=now - timedelta(seconds=30)))
+    with factory.begin() as session:  # the ORM's onupdate must not move it: set it after the insert
+        session.execute(update(EventCursor).values(updated_at=now - timedelta(seconds=30)))
+    for _ in range(2):
+        celery_app.send_task("recognition.recognize_photo", args=[str(uuid.uuid4())])
+    celery_app.send_task("recognition.recognize_photo", args=[str(uuid.uuid4())], priority=REPROCESS_PRIORITY)
+    celery_app.send_task("ingest.object_event", args=[{}])
+    worker = workers()
+    worker.wait_ready(celery_app)
+
+    run = subprocess.run([sys.executable, "-c", CLI, "status", "--json", "--ping-timeout", "2"], cwd=REPO_ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+
+    assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "failures", "model", "bridge"}
+    assert status["broker"] == {"url": BROKER, "reachable": True, "error": None}
+    assert status["workers"] == {"ingest": [], "recognize": [], "albums": [NODE], "cleaning": [], "training": []}
+    assert list(status["queues"]) == list(QUEUES)
+    assert status["queues"]["recognize"] == {"depth": 3, "by_priority": {"0": 2, "3": 0, "6": 0, "9": 1}}
+    assert status["queues"]["ingest"] == {"depth": 1, "by_priority": {"0": 1, "3": 0, "6": 0, "9": 0}}
+    assert all(status["queues"][q]["depth"] == 0 for q in ("albums", "cleaning", "training"))
+    assert status["unacked"] == 0
+    assert status["photos"] == {"pending": 2, "processing": 0, "done": 0, "failed": 1, "deleted": 1}
+    assert status["failures"] == {"last_hour": 1, "open": 1}
+    model = status["model"]
+    assert model["version"] == "w-active" and model["backbone"] == "efficientnet_lite2" and model["id"] > 0
+    assert model["metrics"] == {"top1": 0.9, "n_test": 40}
+    assert datetime.fromisoformat(model["activated_at"]) == datetime(2024, 5, 1, tzinfo=UTC)
+    [bridge] = status["bridge"]
+    assert bridge["name"] == "seaweedfs" and bridge["position"] == position
+    assert 30 <= bridge["seconds_since_update"] < 3600
+    assert 60 <= bridge["event_age_s"] < 3600
+    assert datetime.fromisoformat(status["time"]) >= now
+    assert worker.stop() == 0
+
+
+def test_status_names_an_unreachable_broker_and_still_reports_the_database(env, database) -> None:
+    dead = {**env, "LANDMARKS_BROKER_URL": "redis://127.0.0.1:1/0"}
+    run = subprocess.run([sys.executable, "-c", CLI, "status", "--json"], cwd=REPO_ROOT, env=dead,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert status["broker"]["reachable"] is False and "redis://127.0.0.1:1/0" in status["broker"]["error"]
+    assert status["workers"] is None and status["queues"] is None
+    assert status["photos"]["pending"] == 0 and status["model"]["version"] == "w-active"

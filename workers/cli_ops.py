@@ -1,0 +1,341 @@
+"""`landmarks reprocess | status | failures | metrics`: the operator's commands, thin shells over shared.ops.
+
+Reprocessing goes onto the recognize queue at ``REPROCESS_PRIORITY`` (served after fresh uploads, see
+:mod:`workers.celery_app`); failures are retried at the same priority. Nothing here is imported by workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Annotated, Any
+
+import redis
+import typer
+from kombu.exceptions import OperationalError as KombuOperationalError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from shared.db.models import PhotoStatus
+from shared.ops import failures as failure_ops
+from shared.ops import reprocess as reprocess_ops
+from shared.ops.selectors import PhotoSelector, SelectorError
+from shared.ops.status import database_status
+from shared.settings import get_settings
+from workers.runtime import db_session, session_factory
+
+console = Console()
+BROKER_ERRORS = (KombuOperationalError, redis.RedisError, OSError)
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+failures_app = typer.Typer(no_args_is_help=True, help="Permanent task failures: list, inspect, retry.")
+metrics_app = typer.Typer(no_args_is_help=True, help="Prometheus metrics of the workers.")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `reprocess`, `status`, `failures ...` and `metrics serve` to the top-level app."""
+    app.command("reprocess")(reprocess_command)
+    app.command("status")(status_command)
+    app.add_typer(failures_app, name="failures")
+    app.add_typer(metrics_app, name="metrics")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _database_error(exc: Exception) -> typer.Exit:
+    url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    if isinstance(exc, ProgrammingError):
+        return _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade` ({exc.orig})")
+    return _fail(f"PostgreSQL at {url} is unreachable: {getattr(exc, 'orig', exc)}")
+
+
+def _broker_error(exc: Exception) -> typer.Exit:
+    return _fail(f"the Redis broker at {get_settings().broker_url} is unreachable: {exc}")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Dates without a zone are UTC (what the database stores)."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if is_dataclass(value):
+        return asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, indent=2, default=_json_default)
+
+
+def _nothing(photo_ids: Any) -> None:
+    """The enqueue of a dry run (which never calls it)."""
+
+
+def _celery():
+    from workers.celery_app import app  # Celery loads only for the commands that talk to the broker
+
+    return app
+
+
+def reprocess_command(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Photos of this user.")] = None,
+    since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Created at or after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Created before (UTC).")] = None,
+    status: Annotated[PhotoStatus | None, typer.Option("--status", help="Photos in this state.")] = None,
+    model_older_than: Annotated[
+        str | None, typer.Option("--model-older-than", help="Processed by a model version older than this one.")
+    ] = None,
+    stale: Annotated[bool, typer.Option("--stale", help="Not processed by the active model version.")] = False,
+    landmark: Annotated[
+        str | None, typer.Option("--landmark", help="In this landmark's albums or recognised as it (slug).")
+    ] = None,
+    all_photos: Annotated[bool, typer.Option("--all", help="Every photo (deleted ones never).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be enqueued.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until every photo is processed again.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 3600.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Photos per transaction and enqueue round.")] = 500,
+) -> None:
+    """Recognise selected photos again, behind fresh uploads (selectors combine; at least one is required)."""
+    from workers.celery_app import REPROCESS_PRIORITY
+    from workers.fleet import send_recognitions
+
+    selector = PhotoSelector(
+        user=user,
+        since=_utc(since),
+        until=_utc(until),
+        status=status,
+        model_older_than=model_older_than,
+        stale=stale,
+        landmark=landmark,
+        all=all_photos,
+    )
+    if selector.is_empty():
+        raise _fail("refusing to reprocess without a selector: pass --user/--since/--until/--status/"
+                    "--model-older-than/--stale/--landmark, or --all", code=2)  # fmt: skip
+    enqueue = partial(send_recognitions, _celery(), priority=REPROCESS_PRIORITY) if not dry_run else None
+    try:
+        result = reprocess_ops.reprocess(
+            session_factory(), selector, enqueue or _nothing, batch_size=batch_size, dry_run=dry_run
+        )
+    except SelectorError as exc:
+        raise _fail(f"error: {exc}", code=2) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        raise _database_error(exc) from exc
+    except BROKER_ERRORS as exc:
+        raise _broker_error(exc) from exc
+    if dry_run:
+        typer.echo(f"would enqueue {result.selected} photos (dry run, nothing changed)")
+        return
+    typer.echo(
+        f"enqueued {result.enqueued} photos on the recognize queue at priority {REPROCESS_PRIORITY} "
+        f"({result.reset} failed photos reset to pending)"
+    )
+    if wait and result.photo_ids:
+        _wait_for(result, timeout)
+
+
+def _wait_for(result: reprocess_ops.ReprocessResult, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    columns = [TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("reprocess", total=result.selected, detail="")
+        while True:
+            with db_session() as session:
+                state = reprocess_ops.progress(session, result.photo_ids, result.marker)
+            detail = f"done {state.done}  failed {state.failed}  deleted {state.deleted}"
+            bar.update(task, completed=state.finished, detail=detail)
+            if state.complete:
+                break
+            if time.monotonic() > deadline:
+                raise _fail(f"timed out: {state.finished} of {state.total} photos processed again")
+            time.sleep(1.0)
+    typer.echo(f"processed again: {state.done} done, {state.failed} failed, {state.deleted} deleted")
+
+
+def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
+    """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly)."""
+    from workers.celery_app import QUEUES
+    from workers.fleet import BrokerUnavailable, queue_depths, unacked_count, workers_by_queue
+
+    with db_session() as session:
+        db = database_status(session)
+    app = _celery()
+    broker: dict[str, Any] = {"url": get_settings().broker_url, "reachable": True, "error": None}
+    workers: dict[str, list[str]] | None = None
+    queues: dict[str, Any] | None = None
+    unacked: int | None = None
+    try:
+        depths = queue_depths(app, QUEUES)
+        unacked = unacked_count(app)
+        queues = {d.name: {"depth": d.total, "by_priority": {str(k): v for k, v in d.by_priority.items()}}
+                  for d in depths}  # fmt: skip
+        workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
+    except (BrokerUnavailable, *BROKER_ERRORS) as exc:
+        broker.update(reachable=False, error=str(exc))
+    return {
+        "time": db.now,
+        "broker": broker,
+        "workers": workers,
+        "queues": queues,
+        "unacked": unacked,
+        "photos": db.photos,
+        "failures": {"last_hour": db.failures_last_hour, "open": db.open_failures},
+        "model": db.model,
+        "bridge": db.bridge,
+    }
+
+
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers to answer.")] = 1.0,
+) -> None:
+    """Workers online per queue, queue depths, photos by status, recent failures, active model, bridge lag."""
+    try:
+        payload = collect_status(ping_timeout)
+    except (OperationalError, ProgrammingError) as exc:
+        raise _database_error(exc) from exc
+    if as_json:
+        typer.echo(_dumps(payload))
+        return
+    _print_status(payload)
+
+
+def _print_status(payload: dict[str, Any]) -> None:
+    broker = payload["broker"]
+    if not broker["reachable"]:
+        console.print(f"[red]broker unreachable:[/] {broker['error']}")
+    table = Table(title="Queues", title_justify="left")
+    table.add_column("Queue")
+    table.add_column("Waiting", justify="right")
+    table.add_column("By priority (0 first)")
+    table.add_column("Workers online")
+    for name in payload["queues"] or payload["workers"] or {}:
+        depth = (payload["queues"] or {}).get(name, {})
+        by_pri = " ".join(f"{k}:{v}" for k, v in depth.get("by_priority", {}).items())
+        nodes = (payload["workers"] or {}).get(name) or []
+        table.add_row(name, str(depth.get("depth", "?")), by_pri, ", ".join(nodes) or "[red]none[/]")
+    console.print(table)
+    if payload["unacked"] is not None:
+        console.print(f"in flight (delivered, not acknowledged): {payload['unacked']}")
+    console.print("photos: " + "  ".join(f"{k} {v}" for k, v in payload["photos"].items()))
+    console.print(f"failures: {payload['failures']['last_hour']} in the last hour, {payload['failures']['open']} open")
+    model = payload["model"]
+    if model is None:
+        console.print("[yellow]no active model version[/]")
+    else:
+        metrics = ", ".join(f"{k}={v}" for k, v in model.metrics.items() if not isinstance(v, dict | list))
+        console.print(f"active model: [bold]{model.version}[/] ({model.backbone}) {metrics}")
+    for lag in payload["bridge"]:
+        age = f", last event {lag.event_age_s:.1f} s old" if lag.event_age_s is not None else ""
+        console.print(f"bridge {lag.name}: cursor moved {lag.seconds_since_update:.1f} s ago{age}")
+    if not payload["bridge"]:
+        console.print("bridge: no cursor yet (no stream-following bridge has run)")
+
+
+@failures_app.command("list")
+def failures_list(
+    since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Created at or after (UTC).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    include_resolved: Annotated[bool, typer.Option("--resolved", help="Include resolved failures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Open failures (newest first) with their reason and the traceback's last line."""
+    try:
+        with db_session() as session:
+            rows = failure_ops.list_failures(session, since=_utc(since), limit=limit, include_resolved=include_resolved)
+    except (OperationalError, ProgrammingError) as exc:
+        raise _database_error(exc) from exc
+    if as_json:
+        typer.echo(_dumps([asdict(r) for r in rows]))
+        return
+    if not rows:
+        console.print("no failures")
+        return
+    table = Table()
+    for column in ("ID", "When", "Object", "Owner", "Photo", "Reason", "Tries", "Last line"):
+        table.add_column(column)
+    for r in rows:
+        where = f"s3://{r.bucket}/{r.key}" if r.key else "-"
+        table.add_row(str(r.id), f"{r.created_at:%Y-%m-%d %H:%M:%S}", where, r.owner or "-",
+                      r.photo_status or "-", r.reason, str(r.attempts), r.summary)  # fmt: skip
+    console.print(table)
+
+
+@failures_app.command("show")
+def failures_show(
+    failure_id: Annotated[int, typer.Argument(help="Failure id (from `failures list`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One failure with its full traceback."""
+    try:
+        with db_session() as session:
+            row = failure_ops.get_failure(session, failure_id)
+    except failure_ops.FailureNotFound as exc:
+        raise _fail(f"error: {exc}") from exc
+    except (OperationalError, ProgrammingError) as exc:
+        raise _database_error(exc) from exc
+    if as_json:
+        typer.echo(_dumps(asdict(row)))
+        return
+    for name, value in asdict(row).items():
+        if name != "traceback":
+            console.print(f"[bold]{name}[/]: {value}")
+    console.print("[bold]traceback[/]:")
+    console.print(row.traceback or "(none recorded)", markup=False, highlight=False)
+
+
+@failures_app.command("retry")
+def failures_retry(
+    failure_ids: Annotated[list[int] | None, typer.Argument(help="Failure ids to retry.")] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Retry every open failure.")] = False,
+) -> None:
+    """Reset the photos to pending and recognise them again; a failure resolves only when that succeeds."""
+    from workers.celery_app import REPROCESS_PRIORITY
+    from workers.fleet import send_object_events, send_recognitions
+
+    if bool(failure_ids) == retry_all:
+        raise _fail("name failure ids or pass --all (not both)", code=2)
+    try:
+        with db_session() as session:
+            plan = failure_ops.plan_retry(session, None if retry_all else failure_ids)
+    except (OperationalError, ProgrammingError) as exc:
+        raise _database_error(exc) from exc
+    app = _celery()
+    try:
+        sent = send_recognitions(app, plan.photo_ids, priority=REPROCESS_PRIORITY)
+        ingested = send_object_events(app, plan.objects, priority=REPROCESS_PRIORITY)
+    except BROKER_ERRORS as exc:
+        raise _broker_error(exc) from exc
+    for failure_id, why in plan.skipped:
+        typer.echo(f"skipped failure {failure_id}: {why}", err=True)
+    typer.echo(f"retrying {sent} photos ({plan.reset} reset to pending), {ingested} objects ingested again")
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default 9464).")] = None,
+) -> None:
+    """Serve the workers' Prometheus metrics at http://HOST:PORT/metrics (summed over every worker process)."""
+    from workers import metrics
+
+    directory = metrics.metrics_dir(get_settings().state_dir)
+    chosen = port or metrics.DEFAULT_PORT
+    typer.echo(f"serving {directory} at http://{host}:{chosen}/metrics", err=True)
+    metrics.serve(directory, host, chosen)
