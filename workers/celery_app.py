@@ -10,6 +10,8 @@ from celery import Celery
 from kombu import Queue
 
 from shared.settings import Settings, get_settings
+from workers import signals  # noqa: F401  (connects logging, task context and metrics handlers)
+from workers.metrics import metrics_dir
 
 QUEUES = ("ingest", "recognize", "albums", "cleaning", "training")
 
@@ -20,6 +22,18 @@ TASK_ROUTES = {
     "cleaning.*": {"queue": "cleaning"},
     "training.*": {"queue": "training"},
 }
+
+# Message priorities on Redis: kombu keeps one list per step (``recognize``, ``recognize\x06\x163``, ``...6``,
+# ``...9``) and a worker BRPOPs them in ascending step order, so the LOWEST number is served FIRST (the reverse of
+# RabbitMQ). Fresh uploads go at 0, bulk reprocessing at 9: live traffic overtakes any reprocessing backlog.
+PRIORITY_STEPS = [0, 3, 6, 9]
+LIVE_PRIORITY = 0
+REPROCESS_PRIORITY = 9
+
+# Warm shutdown (SIGTERM) lets running tasks finish. A cold one (SIGQUIT, a second Ctrl+C, or SIGTERM with
+# REMAP_SIGTERM=SIGQUIT for orchestrators with a short grace period) first waits this long (a "soft" shutdown),
+# then cancels what still runs; acks late + reject on worker lost return those messages to Redis.
+SOFT_SHUTDOWN_TIMEOUT_S = 30.0
 
 TASK_MODULES = ["tasks.ingest", "tasks.recognition", "tasks.albums", "tasks.cleaning", "tasks.training"]
 
@@ -40,13 +54,23 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         # Redis redelivers unacknowledged tasks after this; it must exceed the longest task (training runs
         # report progress and are split into stages well under this).
-        broker_transport_options={"visibility_timeout": 4 * 3600, "queue_order_strategy": "priority"},
+        broker_transport_options={
+            "visibility_timeout": 4 * 3600,
+            "queue_order_strategy": "priority",  # order of QUEUES for a worker consuming several
+            "priority_steps": PRIORITY_STEPS,
+        },
+        task_default_priority=LIVE_PRIORITY,
+        worker_soft_shutdown_timeout=SOFT_SHUTDOWN_TIMEOUT_S,
+        worker_enable_soft_shutdown_on_idle=True,  # also hand reserved (prefetched) messages back at once
+        worker_cancel_long_running_tasks_on_connection_loss=True,  # the broker redelivers them anyway
         broker_connection_retry_on_startup=True,
         task_track_started=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
         timezone="UTC",
+        landmarks_metrics_dir=str(metrics_dir(settings.state_dir)),  # read by workers.signals at worker start
+        landmarks_log_json=settings.log_json,
         beat_schedule={
             "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
         },
