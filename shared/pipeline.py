@@ -16,7 +16,7 @@ from minio import Minio
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared import albums
+from shared import albums, corrections
 from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
 from shared.errors import PermanentError
 from shared.failures import resolve_failures
@@ -147,7 +147,9 @@ def apply_recognition(
     photo.processed_at = func.now()
     resolve_failures(session, photo_id)
     assert photo.owner_id is not None
-    scores = {ids[m.landmark]: m.score for m in matches if m.landmark in ids}
+    # A user's reject or assign of a landmark for this photo outranks every model version.
+    overridden = corrections.overridden_landmarks(session, photo_id)
+    scores = {ids[m.landmark]: m.score for m in matches if m.landmark in ids and ids[m.landmark] not in overridden}
     albums.set_photo_landmarks(session, photo_id, photo.owner_id, scores)
     return "applied"
 

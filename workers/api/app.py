@@ -1,0 +1,63 @@
+"""The app factory: plain values in, a FastAPI app out (``landmarks api serve`` and the tests build it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from minio import Minio
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.imaging import DEFAULT_MAX_PIXELS
+from shared.settings import ApiClient
+from workers.api import routes_ui, routes_v1
+from workers.api.auth import TokenTable
+from workers.api.thumbs import Thumbnailer
+
+DESCRIPTION = """Landmark albums of a photo cloud's users, and the corrections users make to them.
+
+Every call needs `Authorization: Bearer <token>` with a client token from `LANDMARKS_API_TOKENS`; a token is
+served only the users it is allowed (`"*"`: all). The album browser lives under `/ui`.
+"""
+
+
+def create_app(
+    *,
+    session_factory: sessionmaker[Session],
+    minio: Minio,
+    clients: Mapping[str, ApiClient],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FastAPI:
+    """The API and the album browser over one database and one S3 client."""
+    app = FastAPI(title="landmarks albums API", version="1", description=DESCRIPTION)
+    app.state.sessions = session_factory
+    app.state.minio = minio
+    app.state.tokens = TokenTable(clients)
+    app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
+    app.include_router(routes_v1.router)
+    app.include_router(routes_ui.router)
+    app.middleware("http")(routes_ui.sign_in_from_query)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Pages get a page (401: the sign-in form); the JSON API gets FastAPI's usual JSON."""
+        if request.url.path.startswith(routes_ui.PREFIX + "/"):
+            if exc.status_code == 401:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{routes_ui.PREFIX}/login?next={quote(target, safe='')}", status_code=303)
+            return routes_ui.error_page(request, exc.status_code, str(exc.detail))
+        return await http_exception_handler(request, exc)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(f"{routes_ui.PREFIX}/login", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return app

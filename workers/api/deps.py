@@ -1,0 +1,87 @@
+"""Request dependencies: a database session per request, the authenticated client, the photos it may see."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from shared.db.models import Photo
+from shared.db.session import session_scope
+from workers.api import queries
+from workers.api.auth import Principal
+
+COOKIE = "landmarks_token"
+PRESIGN_TTL = timedelta(hours=1)
+
+bearer = HTTPBearer(auto_error=False, description="A client token from LANDMARKS_API_TOKENS.")
+cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="Set by the album browser's sign-in.")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back when it raises."""
+    with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+def token_of(request: Request) -> str | None:
+    """``Authorization: Bearer <token>``, else the sign-in cookie."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE)
+
+
+def get_principal(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _cookie: Annotated[str | None, Depends(cookie)],
+) -> Principal:
+    """The client, or 401. (The two security dependencies only describe the schemes in the OpenAPI spec.)"""
+    principal = request.app.state.tokens.authenticate(token_of(request))
+    if principal is None:
+        raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def check_user(principal: Principal, user: str) -> None:
+    if not principal.may_serve(user):
+        raise HTTPException(403, f"this token may not read user {user!r}")
+
+
+def visible_photo(session: Session, principal: Principal, photo_id: uuid.UUID) -> tuple[Photo, str]:
+    """The photo and its owner; 404 alike for a missing photo and another user's (existence is not told)."""
+    found = queries.photo_owner(session, photo_id)
+    if found is None or not principal.may_serve(found[1]):
+        raise HTTPException(404, f"no photo {photo_id}")
+    photo, owner = found
+    assert owner is not None  # may_serve is False for ownerless photos
+    return photo, owner
+
+
+def check_writer(principal: Principal) -> None:
+    if principal.read_only:
+        raise HTTPException(403, "this token is read-only")
+
+
+def object_url(request: Request, bucket: str, key: str) -> str:
+    """A presigned GET of the original object (valid an hour): signed locally, no call to S3."""
+    return request.app.state.minio.presigned_get_object(bucket, key, expires=PRESIGN_TTL)
+
+
+def photo_url(request: Request, photo: Photo) -> str:
+    return object_url(request, photo.bucket, photo.key)
+
+
+def thumbnail_url(request: Request, photo_id: uuid.UUID, size: int = 256) -> str:
+    return f"{request.url_for('photo_thumbnail', photo_id=str(photo_id))}?size={size}"

@@ -1,0 +1,69 @@
+"""`landmarks api serve|url`: the albums HTTP API and the album browser, one uvicorn process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shared.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True)
+
+DEMO_TOKEN = "change-me-api-token"  # the default client's token in shared.settings
+
+
+@app.callback()
+def api() -> None:
+    """The albums HTTP API (/v1, docs at /docs) and the album browser (/ui)."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default: settings api_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: settings api_port).")] = None,
+) -> None:
+    """Serve the API until SIGTERM/SIGINT. Clients and their tokens: LANDMARKS_API_TOKENS (JSON)."""
+    import structlog
+    import uvicorn
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from workers.api import create_app
+    from workers.bridge.logs import configure_logging
+    from workers.runtime import minio_client, session_factory
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    log = structlog.get_logger("landmarks.api")
+    factory = session_factory()
+    try:
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        url = make_url(settings.database_url).render_as_string(hide_password=True)
+        typer.echo(f"PostgreSQL at {url} is unreachable: {exc.orig}", err=True)
+        raise typer.Exit(1) from exc
+    weak = [name for name, c in settings.api_tokens.items() if c.token.get_secret_value() == DEMO_TOKEN]
+    if weak:
+        log.warning("api.demo_token", clients=weak, hint="set LANDMARKS_API_TOKENS before exposing the API")
+    application = create_app(
+        session_factory=factory,
+        minio=minio_client(),
+        clients=settings.api_tokens,
+        max_pixels=settings.recognition.max_pixels,
+    )
+    uvicorn.run(application, host=host or settings.api_host, port=port or settings.api_port, log_config=None)
+
+
+@app.command()
+def url(user: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Print the address of USER's album page (with a token that signs the browser in)."""
+    from workers.api import album_page_url
+
+    typer.echo(album_page_url(get_settings(), user))
+
+
+if __name__ == "__main__":
+    app()
