@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared import pipeline
+from shared import mining, pipeline
 from shared.errors import TransientError
 from shared.failures import record_failure
 from tasks.context import context
@@ -25,8 +25,12 @@ RETRYABLE = (TransientError, OperationalError)
     max_retries=12,
 )
 def apply_recognition(photo_id: str, etag: str | None, model_version_id: int, outcome: dict[str, Any]) -> str:
-    with context().session() as session:
-        return pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+    ctx = context()
+    with ctx.session() as session:
+        result = pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+        if result == "applied" and ctx.settings.gallery.mine_uploads:  # opt-in: GPS-near uploads as candidates
+            mining.mine_photo(session, uuid.UUID(photo_id), radius_km=ctx.settings.gallery.mining_radius_km)
+        return result
 
 
 @shared_task(
