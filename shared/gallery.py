@@ -1,6 +1,9 @@
-"""The landmark gallery: importing landmarks and their photos (objects in the gallery bucket, rows in PostgreSQL).
+"""The landmark gallery: importing landmarks and their photos (objects in the gallery bucket, rows in PostgreSQL),
+and the hand-picked reference photos of each landmark.
 
-Re-import is idempotent: objects are keyed by content hash, rows are claimed with INSERT ... ON CONFLICT.
+Re-import is idempotent: objects are keyed by content hash, rows are claimed with INSERT ... ON CONFLICT. A row
+flagged ``reference`` promotes an existing photo to a reference (a hand-pick outranks cleaning); otherwise
+re-importing leaves a known photo's role alone: it never demotes a reference nor restores a rejected photo.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minio import Minio
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark
+from shared.gallery_formats import GalleryRow
 from shared.recognition.evaluation import EvalRow
 from shared.storage import ObjectMissing, put_file, stat_object
 
@@ -30,6 +34,7 @@ class ImportReport:
     photos_known: int = 0
     negatives_added: int = 0
     objects_uploaded: int = 0
+    references_set: int = 0
     per_landmark: dict[str, int] = field(default_factory=dict)
 
 
@@ -89,7 +94,8 @@ def import_rows(
     splits: Sequence[str] = ("train",),
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Landmark rows become gallery photos (role ``train``), non-landmark rows ``negative`` photos."""
+    """Landmark rows become gallery photos (role ``train``, or ``reference`` for rows flagged so), non-landmark
+    rows ``negative`` photos."""
     report = ImportReport()
     landmark_ids: dict[str, int] = {}
     for row in rows:
@@ -104,7 +110,7 @@ def import_rows(
                 report.landmarks_created += int(created)
             landmark_id: int | None = landmark_ids[row.landmark]
             key = content_key(row.landmark, row.path)
-            role = GalleryRole.train
+            role = GalleryRole.reference if isinstance(row, GalleryRow) and row.reference else GalleryRole.train
             conflict = ["landmark_id", "bucket", "key"]
             where = None
         else:
@@ -119,9 +125,151 @@ def import_rows(
         ).scalar_one_or_none()
         if added is None:
             report.photos_known += 1
+            if role == GalleryRole.reference:
+                report.references_set += _promote(session, landmark_id, bucket, key)  # type: ignore[arg-type]
         elif row.is_landmark:
             report.photos_added += 1
+            report.references_set += int(role == GalleryRole.reference)
             report.per_landmark[row.landmark] = report.per_landmark.get(row.landmark, 0) + 1  # type: ignore[index]
         else:
             report.negatives_added += 1
     return report
+
+
+def _promote(session: Session, landmark_id: int, bucket: str, key: str) -> int:
+    """Make an existing gallery photo a reference (a hand-pick outranks cleaning); 1 if it changed."""
+    changed = session.execute(
+        update(GalleryPhoto)
+        .where(
+            GalleryPhoto.landmark_id == landmark_id,
+            GalleryPhoto.bucket == bucket,
+            GalleryPhoto.key == key,
+            GalleryPhoto.role != GalleryRole.reference,
+        )
+        .values(role=GalleryRole.reference)
+    )
+    return changed.rowcount or 0
+
+
+class UnknownLandmark(LookupError):
+    """No landmark has this slug."""
+
+
+class UnknownGalleryPhoto(LookupError):
+    """Neither a local file nor a key of this landmark's gallery photos or of the gallery bucket."""
+
+
+@dataclass
+class ReferenceSet:
+    landmark: str
+    keys: list[str]
+    added: int = 0  # photos that were not references before
+    demoted: int = 0  # former references, back to ``train``
+    objects_uploaded: int = 0
+
+
+@dataclass(frozen=True)
+class ReferencePhoto:
+    bucket: str
+    key: str
+    source: str
+    cleaning_score: float | None
+
+
+@dataclass
+class LandmarkReferences:
+    slug: str
+    name: str
+    photos: list[ReferencePhoto]
+
+
+def landmark_id_of(session: Session, slug: str) -> int:
+    found = session.execute(select(Landmark.id).where(Landmark.slug == slug)).scalar_one_or_none()
+    if found is None:
+        raise UnknownLandmark(f"no landmark {slug!r} (see `landmarks gallery refs list`)")
+    return found
+
+
+def _reference_row(session: Session, landmark_id: int, bucket: str, key: str) -> tuple[int, bool]:
+    """The row of (landmark, object) as a reference, created if missing; returns (id, newly a reference)."""
+    row = session.execute(
+        select(GalleryPhoto).where(
+            GalleryPhoto.landmark_id == landmark_id, GalleryPhoto.bucket == bucket, GalleryPhoto.key == key
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        row = GalleryPhoto(landmark_id=landmark_id, bucket=bucket, key=key, role=GalleryRole.reference)
+        session.add(row)
+        session.flush()
+        return row.id, True
+    changed = row.role != GalleryRole.reference
+    row.role = GalleryRole.reference
+    return row.id, changed
+
+
+def set_references(
+    session: Session, client: Minio, bucket: str, slug: str, photos: Sequence[Path | str]
+) -> ReferenceSet:
+    """Make ``photos`` the landmark's references, and only them (former references go back to ``train``).
+
+    A :class:`~pathlib.Path` is a local file, imported into ``bucket`` if new; a ``str`` is the key of one of the
+    landmark's gallery photos (any bucket: mined candidates live in the photos bucket) or of an object in
+    ``bucket``. The Mail.ru pipeline used 3-5 references per landmark; the caller warns outside that range.
+    """
+    if not photos:
+        raise ValueError("give at least one reference photo")
+    landmark_id = landmark_id_of(session, slug)
+    result = ReferenceSet(slug, [])
+    chosen: list[int] = []
+    for photo in photos:
+        if isinstance(photo, Path):
+            key = content_key(slug, photo)
+            result.objects_uploaded += int(_ensure_object(client, bucket, key, photo))
+            where = (bucket, key)
+        else:
+            known = session.execute(
+                select(GalleryPhoto.bucket)
+                .where(GalleryPhoto.landmark_id == landmark_id, GalleryPhoto.key == photo)
+                .order_by(GalleryPhoto.bucket != bucket)  # the gallery bucket's copy first
+            ).first()
+            if known is not None:
+                where = (known[0], photo)
+            else:
+                try:
+                    stat_object(client, bucket, photo)
+                except ObjectMissing as exc:
+                    raise UnknownGalleryPhoto(f"{photo!r} is no file here nor a gallery photo of {slug}") from exc
+                where = (bucket, photo)
+        row_id, added = _reference_row(session, landmark_id, *where)
+        chosen.append(row_id)
+        result.keys.append(where[1])
+        result.added += int(added)
+    demoted = session.execute(
+        update(GalleryPhoto)
+        .where(
+            GalleryPhoto.landmark_id == landmark_id,
+            GalleryPhoto.role == GalleryRole.reference,
+            GalleryPhoto.id.not_in(chosen),
+        )
+        .values(role=GalleryRole.train)
+    )
+    result.demoted = demoted.rowcount or 0
+    return result
+
+
+def list_references(session: Session, slug: str | None = None) -> list[LandmarkReferences]:
+    """Each active landmark (or just ``slug``) with its reference photos; landmarks without any are listed too."""
+    query = select(Landmark).where(Landmark.active.is_(True)).order_by(Landmark.slug)
+    if slug is not None:
+        landmark_id_of(session, slug)
+        query = select(Landmark).where(Landmark.slug == slug)
+    landmarks = session.execute(query).scalars().all()
+    refs: dict[int, list[ReferencePhoto]] = {lm.id: [] for lm in landmarks}
+    rows = session.execute(
+        select(GalleryPhoto)
+        .where(GalleryPhoto.role == GalleryRole.reference, GalleryPhoto.landmark_id.in_(list(refs)))
+        .order_by(GalleryPhoto.id)
+    ).scalars()
+    for r in rows:
+        refs[r.landmark_id].append(ReferencePhoto(r.bucket, r.key, r.source, r.cleaning_score))  # type: ignore[index]
+    return [LandmarkReferences(lm.slug, lm.name, refs[lm.id]) for lm in landmarks]
