@@ -11,43 +11,175 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from shared import registry
-from shared.gallery import import_rows
+from shared import gallery_formats, registry
+from shared.cleaning import CleaningReport
+from shared.gallery import (
+    UnknownGalleryPhoto,
+    UnknownLandmark,
+    import_rows,
+    list_references,
+    set_references,
+)
 from shared.model_build import build_model
-from shared.recognition.evaluation import read_eval_manifest
 from shared.settings import get_settings
 from shared.storage import ensure_buckets
 from workers.runtime import db_session, minio_client, session_factory
 
 console = Console()
 gallery_app = typer.Typer(no_args_is_help=True, help="The landmark gallery: import, references, cleaning.")
+refs_app = typer.Typer(no_args_is_help=True, help="Hand-picked reference photos of each landmark.")
+gallery_app.add_typer(refs_app, name="refs")
 model_app = typer.Typer(no_args_is_help=True, help="Model versions: build, list, activate, roll back.")
 
 
 @gallery_app.command("import")
 def gallery_import(
-    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV as for `landmarks eval`.")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV as for `landmarks eval` (optional `reference` column)."),
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Tree <slug>/<photos> (<slug>/references/, _negatives/)."),
+    ] = None,
+    landmarks: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="With --folder: CSV slug,name,city,country,lat,lon."),
+    ] = None,
+    gldv2: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Google Landmarks v2: train.csv, train/a/b/c/<id>.jpg."),
+    ] = None,
     split: Annotated[list[str], typer.Option(help="Manifest splits to import (repeatable).")] = ["train"],  # noqa: B006
 ) -> None:
-    """Import landmarks and photos from a manifest: photos to the gallery bucket, rows to PostgreSQL."""
+    """Import landmarks and photos from one source: photos to the gallery bucket, rows to PostgreSQL."""
+    if sum(x is not None for x in (manifest, folder, gldv2)) != 1:
+        raise typer.BadParameter("give exactly one of --manifest, --folder (with --landmarks) or --gldv2")
+    if (folder is None) != (landmarks is None):
+        raise typer.BadParameter("--folder and --landmarks go together")
+    try:
+        if manifest is not None:
+            read = gallery_formats.read_manifest(manifest)
+        elif folder is not None and landmarks is not None:
+            read = gallery_formats.read_folder(folder, landmarks)
+        else:
+            assert gldv2 is not None
+            read = gallery_formats.read_gldv2(gldv2)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    for line in read.skipped:
+        console.print(f"[yellow]skipped:[/] {line}")
     settings = get_settings()
-    rows = read_eval_manifest(manifest)
     client = minio_client()
     ensure_buckets(client, [settings.s3.gallery_bucket])
     with Progress(console=console) as progress, db_session() as session:
-        task = progress.add_task("importing", total=len(rows))
+        task = progress.add_task("importing", total=len(read.rows))
         report = import_rows(
             session,
             client,
             settings.s3.gallery_bucket,
-            rows,
+            read.rows,
             splits=split,
             progress=lambda n: progress.advance(task, n),
         )
     console.print(
         f"landmarks created: {report.landmarks_created}; photos added: {report.photos_added} "
-        f"(already known: {report.photos_known}); negatives added: {report.negatives_added}; "
-        f"objects uploaded: {report.objects_uploaded}"
+        f"(already known: {report.photos_known}); references set: {report.references_set}; "
+        f"negatives added: {report.negatives_added}; objects uploaded: {report.objects_uploaded}"
+    )
+
+
+@refs_app.command("set")
+def refs_set(
+    landmark: Annotated[str, typer.Argument(help="Landmark slug.")],
+    photos: Annotated[list[str], typer.Argument(help="Local files (imported if new) or gallery keys.")],
+) -> None:
+    """Make PHOTO... the landmark's hand-picked references (3-5, as in the Mail.ru pipeline), and only them."""
+    settings = get_settings()
+    client = minio_client()
+    items: list[Path | str] = [Path(p) if Path(p).is_file() else p for p in photos]
+    if not 3 <= len(items) <= 5:
+        console.print(f"[yellow]warning:[/] {len(items)} reference photo(s); 3-5 per landmark work best")
+    try:
+        with db_session() as session:
+            result = set_references(session, client, settings.s3.gallery_bucket, landmark, items)
+    except (UnknownLandmark, UnknownGalleryPhoto) as exc:
+        console.print(f"[red]error:[/] {exc.args[0]}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{landmark}: {len(result.keys)} reference(s) ({result.added} new, {result.demoted} former back to train, "
+        f"{result.objects_uploaded} uploaded)"
+    )
+    for key in result.keys:
+        console.print(f"  {key}")
+
+
+@refs_app.command("list")
+def refs_list(
+    landmark: Annotated[str | None, typer.Argument(help="Landmark slug (all landmarks when left out).")] = None,
+) -> None:
+    """Reference photos per landmark; model builds use hand-picked ones only when every landmark has them."""
+    try:
+        with db_session() as session:
+            rows = list_references(session, landmark)
+    except UnknownLandmark as exc:
+        console.print(f"[red]error:[/] {exc.args[0]}")
+        raise typer.Exit(1) from exc
+    table = Table("landmark", "name", "refs", "reference photos")
+    for lm in rows:
+        keys = "\n".join(f"{p.key}" + (f" (s3://{p.bucket})" if p.source == "mined" else "") for p in lm.photos)
+        table.add_row(lm.slug, lm.name, str(len(lm.photos)), keys or "[dim]none: picked per build[/]")
+    console.print(table)
+    with_refs = sum(bool(lm.photos) for lm in rows)
+    console.print(f"{with_refs} of {len(rows)} landmark(s) have hand-picked references")
+
+
+@gallery_app.command("clean")
+def gallery_clean(
+    wait: Annotated[bool, typer.Option(help="Run here and print the report instead of enqueueing.")] = False,
+    landmark: Annotated[str | None, typer.Option(help="Only this landmark (slug).")] = None,
+    include_rejected: Annotated[bool, typer.Option(help="Judge rejected photos again too.")] = False,
+) -> None:
+    """Reject gallery photos far from their landmark's references (role rejected; objects are kept)."""
+    settings = get_settings()
+    if not wait:
+        import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from tasks.cleaning import clean_gallery
+
+        result = clean_gallery.delay(landmark=landmark, include_rejected=include_rejected)
+        console.print(f"enqueued gallery cleaning on the cleaning queue: {result.id}")
+        return
+    from tasks.cleaning import run_cleaning
+
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("embedding gallery", total=None)
+            report = run_cleaning(
+                settings,
+                session_factory(),
+                minio_client(),
+                landmark=landmark,
+                include_rejected=include_rejected,
+                progress=lambda n: progress.advance(task, n),
+            )
+    except UnknownLandmark as exc:
+        console.print(f"[red]error:[/] {exc.args[0]}")
+        raise typer.Exit(1) from exc
+    print_cleaning_report(report)
+
+
+def print_cleaning_report(report: CleaningReport) -> None:
+    table = Table("landmark", "kept", "rejected", "accepted", "failed", "left", "references")
+    for lm in report.landmarks:
+        table.add_row(
+            lm.slug, str(lm.kept), str(lm.rejected), str(lm.accepted), str(lm.failed), str(lm.left),
+            f"{lm.references} {lm.reference_source}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"kept {report.kept}, rejected {report.rejected} (mean cosine distance to the references above "
+        f"{report.max_distance}); mined photos withdrawn: {report.withdrawn}"
     )
 
 

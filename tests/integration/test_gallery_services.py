@@ -328,3 +328,70 @@ def test_cleaning_rejects_planted_animals_among_demo_monument_photos(
         views = sum(1 for r in true_rows if r.landmark == slug)
         assert result.kept == views, result  # every view of the monument stays
         assert result.rejected == (len(animals) if slug == target else 0), result
+
+
+def test_cli_import_refs_and_clean(weed: Settings, make_scratch_database, tmp_path: Path, monkeypatch) -> None:
+    """`landmarks gallery import --folder`, `refs set`, `refs list` and `clean --wait` on a database of their own."""
+    from typer.testing import CliRunner
+
+    from shared.db import migrate
+    from shared.db.session import make_engine
+    from shared.settings import get_settings
+    from workers import runtime
+    from workers.cli import app
+
+    url = make_scratch_database()
+    migrate.upgrade(url)
+    bucket = f"gallery-{uuid.uuid4().hex[:10]}"
+    env = {
+        "LANDMARKS_DATABASE_URL": url,
+        "LANDMARKS_S3__ENDPOINT": weed.s3.endpoint,
+        "LANDMARKS_S3__ACCESS_KEY": weed.s3.access_key,
+        "LANDMARKS_S3__SECRET_KEY": weed.s3.secret_key.get_secret_value(),
+        "LANDMARKS_S3__GALLERY_BUCKET": bucket,
+        "LANDMARKS_RECOGNITION__DEVICE": "cpu",
+        "LANDMARKS_RECOGNITION__IMAGE_SIZE": "128",
+        "COLUMNS": "200",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    caches = (get_settings, runtime.minio_client, runtime.session_factory)
+    for cached in caches:
+        cached.cache_clear()
+    root = tmp_path / "tree"
+    for i in range(6):
+        _save(tower(300 + i), root / "drawn_tower" / f"{i}.jpg")
+    _save(stripes(9), root / "drawn_tower" / "planted.jpg")
+    refs = [_save(tower(320 + i), tmp_path / f"ref{i}.jpg") for i in range(3)]
+    meta = tmp_path / "landmarks.csv"
+    meta.write_text("slug,name,city,country,lat,lon\ndrawn_tower,Drawn Tower,Paintville,Nowhere,1.5,2.5\n")
+    runner = CliRunner()
+    try:
+        first = runner.invoke(app, ["gallery", "import", "--folder", str(root), "--landmarks", str(meta)])
+        assert first.exit_code == 0, first.output
+        assert "photos added: 7" in first.output
+        again = runner.invoke(app, ["gallery", "import", "--folder", str(root), "--landmarks", str(meta)])
+        assert "photos added: 0" in again.output and "already known: 7" in again.output
+        assert runner.invoke(app, ["gallery", "import"]).exit_code == 2  # no source given
+
+        picked = runner.invoke(app, ["gallery", "refs", "set", "drawn_tower", *map(str, refs)])
+        assert picked.exit_code == 0, picked.output
+        listed = runner.invoke(app, ["gallery", "refs", "list"])
+        assert "1 of 1 landmark(s) have hand-picked references" in listed.output
+        unknown = runner.invoke(app, ["gallery", "refs", "set", "no_such_landmark", str(refs[0])])
+        assert unknown.exit_code == 1 and "no_such_landmark" in unknown.output
+
+        cleaned = runner.invoke(app, ["gallery", "clean", "--wait"])
+        assert cleaned.exit_code == 0, cleaned.output
+        assert "kept 6, rejected 1" in cleaned.output and "hand-picked" in cleaned.output
+    finally:
+        for cached in caches:
+            cached.cache_clear()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            roles = conn.execute(select(GalleryPhoto.role, GalleryPhoto.key)).all()
+    finally:
+        engine.dispose()
+    assert sorted(r for r, _ in roles).count(GalleryRole.rejected) == 1
+    assert sorted(r for r, _ in roles).count(GalleryRole.reference) == 3
