@@ -395,3 +395,25 @@ def test_cli_import_refs_and_clean(weed: Settings, make_scratch_database, tmp_pa
         engine.dispose()
     assert sorted(r for r, _ in roles).count(GalleryRole.rejected) == 1
     assert sorted(r for r, _ in roles).count(GalleryRole.reference) == 3
+
+
+def test_cleaning_task_returns_the_report(
+    session_factory: sessionmaker[Session], db_session: Session, weed: Settings, s3, monkeypatch, tmp_path: Path
+) -> None:
+    """The Celery task (called in-process) runs the same service with the worker's settings and clients."""
+    import tasks.cleaning
+    from tasks.context import WorkerContext
+
+    client, bucket = s3
+    slug = _slug("task")
+    rows = [_row(_save(tower(400 + i), tmp_path / f"{i}.jpg"), slug) for i in range(5)]
+    import_rows(db_session, client, bucket, [*rows, _row(_save(noise(4), tmp_path / "n.jpg"), slug)])
+    db_session.commit()
+    settings = weed.model_copy(update={"recognition": weed.recognition.model_copy(update={"image_size": 128})})
+    ctx = WorkerContext(settings)
+    ctx.__dict__.update(session_factory=session_factory, minio=client)  # the test's transaction and S3
+    monkeypatch.setattr(tasks.cleaning, "context", lambda: ctx)
+    report = tasks.cleaning.clean_gallery(landmark=slug)
+    assert report["max_distance"] == settings.gallery.cleaning_max_distance
+    [result] = report["landmarks"]
+    assert (result["slug"], result["kept"], result["rejected"]) == (slug, 5, 1)
