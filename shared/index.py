@@ -130,12 +130,13 @@ class LandmarkIndex:
                 out[j] = sims[mask].max()
         return out
 
-    def mean_scores(self, query: np.ndarray, landmark_ids: Sequence[int]) -> np.ndarray:
-        """Mean similarity of one query to each given landmark's vectors (the verification score)."""
+    def mean_scores(self, query: np.ndarray, landmark_ids: Sequence[int], k: int | None = None) -> np.ndarray:
+        """Mean similarity of one query to each given landmark's vectors, or to its ``k`` most similar ones
+        (the verification score: a kNN vote over the landmark's reference photos)."""
         sims = self.vectors @ np.asarray(query, dtype=np.float32)
         out = np.full(len(landmark_ids), -np.inf, dtype=np.float32)
         for j, lid in enumerate(landmark_ids):
-            mask = self.labels == lid
-            if mask.any():
-                out[j] = sims[mask].mean()
+            s = sims[self.labels == lid]
+            if len(s):
+                out[j] = (np.partition(s, len(s) - k)[len(s) - k :] if k and k < len(s) else s).mean()
         return out

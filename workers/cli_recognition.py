@@ -71,7 +71,7 @@ def eval_command(
         use_gps=use_gps,
         rejection=rec.non_landmark_rejection,
         distance_threshold=distance,
-        use_margin=not no_margin,
+        margin_share=0.0 if no_margin else 0.5,
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
     )

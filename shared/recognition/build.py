@@ -1,8 +1,17 @@
 """Centroids + references + calibration -> :class:`Bundle`; shared by the evaluator and `landmarks model build`.
 
-References: when no hand-picked reference photos exist, each landmark's references are the ``n_references``
-gallery photos closest to the landmark's mean embedding (its most typical views), so verification asks "does the
-photo look like this landmark's typical views", a second opinion independent of the best centroid.
+References: when no hand-picked reference photos exist, a landmark's references are its gallery photos (up to
+``max_references``, those closest to the landmark's mean first), so verification is a kNN vote over real photos
+rather than a second look at the centroid. (Five photos closest to the mean were tried first: they mostly repeat
+the centroid and cost recall without removing wrong answers; see the evaluator figures in the project notes.)
+
+Thresholds (all stored with the model):
+
+- ``verification``: rejects ``rejection`` (0.99) of the known non-landmark photos' verification scores;
+- ``global_score``: the centroid gate, rejects ``global_rejection`` (0.9) of their best centroid scores;
+- ``geo``: the GPS path's centroid threshold, rejects ``geo_rejection`` (0.9) of them (location is evidence);
+- ``margin``: rejects ``margin_share`` (0.5) of the gallery's own wrong-landmark answers, found leave-one-out
+  (each gallery photo decided against the rest), so look-alike landmarks are told apart without test data.
 """
 
 from __future__ import annotations
@@ -18,70 +27,121 @@ from shared.recognition.bundle import Bundle, LandmarkInfo
 from shared.recognition.calibration import calibrate_threshold
 from shared.recognition.decision import DecisionParams, Thresholds
 
+SELF_MATCH = 1.0 - 1e-5  # a reference this similar to the query is the query itself (leave-one-out)
+
 
 @dataclass(frozen=True)
 class CandidateScores:
-    """Per photo: the best landmark by centroid score, its score, the runner-up's, and its verification score."""
+    """Per photo, what :func:`shared.recognition.decision.decide` tests without GPS."""
 
-    best_ids: np.ndarray
-    best: np.ndarray
-    second: np.ndarray
-    verification: np.ndarray
+    best_ids: np.ndarray  # best landmark after verification
+    centroid: np.ndarray  # best centroid score over all landmarks (the gate)
+    verification: np.ndarray  # best landmark's verification score
+    second: np.ndarray  # runner-up's verification score
 
     @property
     def margin(self) -> np.ndarray:
-        return self.best - self.second
+        return self.verification - self.second
 
 
 def candidate_scores(
-    embeddings: np.ndarray, centroids: LandmarkIndex, references: LandmarkIndex, *, depth: int = 256
+    embeddings: np.ndarray,
+    centroids: LandmarkIndex,
+    references: LandmarkIndex,
+    params: DecisionParams,
+    *,
+    leave_one_out: bool = False,
+    chunk: int = 1024,
 ) -> CandidateScores:
-    """The scores :func:`shared.recognition.decision.decide` tests without GPS, for many photos at once."""
-    ranked = centroids.top_landmarks(embeddings, 2, depth=depth)
-    best_ids = np.array([r[0][0] for r in ranked], dtype=np.int64)
-    best = np.array([r[0][1] for r in ranked], dtype=np.float32)
-    second = np.array([r[1][1] if len(r) > 1 else -np.inf for r in ranked], dtype=np.float32)
-    ver = np.array(
-        [references.mean_scores(e, [int(b)])[0] for e, b in zip(embeddings, best_ids, strict=True)],
-        dtype=np.float32,
-    )
-    return CandidateScores(best_ids, best, second, ver)
+    """Vectorised twin of ``decide`` (no GPS) for many photos; ``leave_one_out`` ignores references identical
+    to the query (for gallery photos scored against their own gallery)."""
+    x = l2_normalize(embeddings)
+    lids = np.unique(references.labels)
+    cent_ids = np.unique(centroids.labels)
+    out = [], [], [], []
+    m = max(params.shortlist, params.top_k, 2)
+    for start in range(0, len(x), chunk):
+        q = x[start : start + chunk]
+        sc = q @ centroids.vectors.T
+        cent = np.stack([sc[:, centroids.labels == lid].max(axis=1) for lid in cent_ids], axis=1)
+        sr = q @ references.vectors.T
+        if leave_one_out:
+            sr[sr >= SELF_MATCH] = -np.inf
+        ver = np.full((len(q), len(cent_ids)), -np.inf, dtype=np.float32)
+        for j, lid in enumerate(cent_ids):
+            if lid not in lids:
+                continue
+            s = sr[:, references.labels == lid]
+            k = min(params.verification_k, s.shape[1])
+            top = -np.partition(-s, k - 1, axis=1)[:, :k]
+            with np.errstate(invalid="ignore"):
+                ver[:, j] = np.where(np.isfinite(top).all(axis=1), top.mean(axis=1), -np.inf)
+        short = np.argsort(-cent, axis=1, kind="stable")[:, :m]
+        vs = np.take_along_axis(ver, short, axis=1)
+        order = np.argsort(-vs, axis=1, kind="stable")
+        rows = np.arange(len(q))
+        out[0].append(cent_ids[short[rows, order[:, 0]]])
+        out[1].append(cent.max(axis=1))
+        out[2].append(vs[rows, order[:, 0]])
+        out[3].append(vs[rows, order[:, 1]] if vs.shape[1] > 1 else np.full(len(q), -np.inf))
+    cat = [np.concatenate(o) if o else np.zeros(0) for o in out]
+    return CandidateScores(cat[0].astype(np.int64), *(c.astype(np.float32) for c in cat[1:]))
 
 
-def pick_references(embeddings: np.ndarray, landmark_ids: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Per landmark, the ``n`` gallery photos closest to its mean embedding."""
+def select_references(
+    embeddings: np.ndarray, landmark_ids: np.ndarray, max_per_landmark: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per landmark, up to ``max_per_landmark`` gallery photos, those closest to its mean first."""
     x = l2_normalize(embeddings)
     ids = np.asarray(landmark_ids, dtype=np.int64)
     refs, owners = [], []
     for lid in np.unique(ids):
         g = x[ids == lid]
         mean = l2_normalize(g.mean(axis=0, keepdims=True))[0]
-        keep = np.argsort(-(g @ mean), kind="stable")[:n]
+        keep = np.argsort(-(g @ mean), kind="stable")[:max_per_landmark]
         refs.append(g[keep])
         owners.append(np.full(len(keep), lid, dtype=np.int64))
     return np.concatenate(refs), np.concatenate(owners)
+
+
+def pick_references(embeddings: np.ndarray, landmark_ids: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` gallery photos closest to each landmark's mean (a small, typical reference set)."""
+    return select_references(embeddings, landmark_ids, n)
 
 
 def calibrate_thresholds(
     non_landmarks: np.ndarray,
     centroids: LandmarkIndex,
     references: LandmarkIndex,
+    params: DecisionParams,
     *,
+    gallery: np.ndarray | None = None,
+    gallery_landmarks: np.ndarray | None = None,
     rejection: float = 0.99,
+    global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
-    use_margin: bool = True,
+    margin_share: float = 0.5,
 ) -> Thresholds:
-    """Each score the decision tests gets the lowest threshold rejecting ``rejection`` of the non-landmarks.
-
-    The geo threshold rejects only ``geo_rejection`` of them: a photo taken within the radius already carries
-    strong evidence, so its visual bar is lower.
-    """
-    s = candidate_scores(l2_normalize(non_landmarks), centroids, references)
+    """Thresholds from the non-landmarks (and the gallery, leave-one-out, for the margin); see the module doc."""
+    s = candidate_scores(non_landmarks, centroids, references, params)
+    global_score = calibrate_threshold(s.centroid, global_rejection)
+    verification = calibrate_threshold(s.verification, rejection)
+    margin = 0.0
+    if margin_share > 0 and gallery is not None and gallery_landmarks is not None and len(gallery):
+        g = candidate_scores(gallery, centroids, references, params, leave_one_out=True)
+        wrong = (
+            (g.centroid > global_score)
+            & (g.verification > verification)
+            & (g.best_ids != np.asarray(gallery_landmarks))
+            & np.isfinite(g.margin)
+        )
+        if wrong.any():
+            margin = max(0.0, float(np.quantile(g.margin[wrong], margin_share)))
     return Thresholds(
-        global_score=calibrate_threshold(s.best, rejection),
-        verification=calibrate_threshold(s.verification, rejection),
-        geo=calibrate_threshold(s.best, geo_rejection),
-        margin=calibrate_threshold(s.margin, rejection) if use_margin else 0.0,
+        global_score=global_score,
+        verification=verification,
+        geo=calibrate_threshold(s.centroid, geo_rejection),
+        margin=margin,
     )
 
 
@@ -95,19 +155,22 @@ def build_bundle_from_embeddings(
     non_landmarks: np.ndarray,
     references: np.ndarray | None = None,
     reference_landmarks: np.ndarray | None = None,
-    n_references: int = 5,
+    max_references: int = 200,
     distance_threshold: float = 0.6,
     min_cluster_size: int | None = None,
     cluster_fraction: float = 0.1,
     rejection: float = 0.99,
+    global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
-    use_margin: bool = True,
+    margin_share: float = 0.5,
     decision: DecisionParams | None = None,
     head_state: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Cluster the gallery into centroids, pick references, calibrate thresholds on non-landmarks."""
+    """Cluster the gallery into centroids, choose references, calibrate thresholds on non-landmarks."""
+    decision = decision or DecisionParams()
     gallery = l2_normalize(gallery)
+    gallery_landmarks = np.asarray(gallery_landmarks, dtype=np.int64)
     centroids, centroid_landmarks = build_centroids(
         gallery,
         gallery_landmarks,
@@ -116,14 +179,20 @@ def build_bundle_from_embeddings(
         fraction=cluster_fraction,
     )
     if references is None or reference_landmarks is None or len(references) == 0:
-        references, reference_landmarks = pick_references(gallery, gallery_landmarks, n_references)
+        references, reference_landmarks = select_references(gallery, gallery_landmarks, max_references)
+    references = l2_normalize(references)
+    reference_landmarks = np.asarray(reference_landmarks, dtype=np.int64)
     thresholds = calibrate_thresholds(
         non_landmarks,
         LandmarkIndex(centroids, centroid_landmarks),
         LandmarkIndex(references, reference_landmarks),
+        decision,
+        gallery=gallery,
+        gallery_landmarks=gallery_landmarks,
         rejection=rejection,
+        global_rejection=global_rejection,
         geo_rejection=geo_rejection,
-        use_margin=use_margin,
+        margin_share=margin_share,
     )
     return Bundle(
         version=version,
@@ -132,9 +201,9 @@ def build_bundle_from_embeddings(
         landmarks=tuple(landmarks),
         centroids=centroids,
         centroid_landmarks=centroid_landmarks,
-        references=l2_normalize(references),
-        reference_landmarks=np.asarray(reference_landmarks, dtype=np.int64),
-        decision=decision or DecisionParams(),
+        references=references,
+        reference_landmarks=reference_landmarks,
+        decision=decision,
         metrics=metrics or {},
         head_state=head_state,
     )

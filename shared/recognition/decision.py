@@ -1,9 +1,15 @@
 """The decision: embedding (+ optional GPS) -> landmark or none, against centroids and reference photos.
 
-With GPS, only landmarks within the radius are candidates and they face their own, lower threshold (location is
-strong evidence). Without GPS, a candidate needs a best-centroid score above the global threshold, a clear margin
-over the next landmark, and a mean similarity to its reference photos above the verification threshold; the
-verification step is what keeps look-alike landmarks from being accepted.
+With GPS, only landmarks within the radius are candidates and they face their own, lower threshold on the best
+centroid score (location is strong evidence). Without GPS:
+
+1. the Faiss centroid index shortlists the ``shortlist`` best landmarks; the best centroid score must pass the
+   global threshold (a gate that drops most non-landmarks cheaply);
+2. each shortlisted landmark is verified against its reference photos: the mean similarity to its
+   ``verification_k`` most similar references (a kNN vote, sharper than one centroid for landmarks seen from many
+   sides); the best verified landmark must pass the verification threshold;
+3. it must also beat the runner-up's verification score by ``margin`` (look-alike landmarks are the main source of
+   wrong-landmark answers).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class Thresholds:
 class DecisionParams:
     geo_radius_km: float = 1.0
     top_k: int = 1
+    shortlist: int = 5  # landmarks (by centroid score) that go on to verification
+    verification_k: int = 3  # references voting in a landmark's verification score
     search_depth: int = 256  # centroids fetched from Faiss before reducing to landmarks
 
 
@@ -55,7 +63,11 @@ class Match:
 
 @dataclass(frozen=True)
 class RecognitionResult:
-    """One photo's decision: the best match (or none), the runner-up, and all accepted matches (<= top_k)."""
+    """One photo's decision: the best match (or none), the runner-up, and all accepted matches (<= top_k).
+
+    ``score`` is the score the decision tested last: the verification score without GPS, the centroid score with
+    GPS. When nothing matched, ``score``/``runner_up`` describe the best rejected candidate (for explanations).
+    """
 
     landmark_id: int | None
     score: float
@@ -93,31 +105,34 @@ def decide(
     """Decide for one L2-normalised embedding; see the module docstring for the rule."""
     if gps is not None:
         return _decide_geo(embedding, gps, centroids, geo, thresholds, params, model_version)
-    ranked = centroids.top_landmarks(embedding[None, :], max(params.top_k, 2), depth=params.search_depth)[0]
-    if not ranked:
+    shortlist = centroids.top_landmarks(
+        embedding[None, :], max(params.shortlist, params.top_k, 2), depth=params.search_depth
+    )[0]
+    if not shortlist:
         return RecognitionResult(None, float("-inf"), METHOD_NONE, model_version)
+    ids = [lid for lid, _ in shortlist]
+    ver = references.mean_scores(embedding, ids, k=params.verification_k)
+    order = np.argsort(-ver, kind="stable")
+    ranked = [(ids[i], float(ver[i])) for i in order]
     best_id, best = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else None
     second = runner_up[1] if runner_up else float("-inf")
-    matches: list[Match] = []
-    if best > thresholds.global_score and best - second > thresholds.margin:
-        candidates = [(lid, s) for lid, s in ranked[: params.top_k] if s > thresholds.global_score]
-        ver = references.mean_scores(embedding, [lid for lid, _ in candidates])
-        matches = [
-            Match(lid, s, METHOD_VERIFIED, float(v))
-            for (lid, s), v in zip(candidates, ver, strict=True)
-            if v > thresholds.verification
-        ]
-    if not matches:
+    gate = shortlist[0][1] > thresholds.global_score
+    if not (gate and best > thresholds.verification and best - second > thresholds.margin):
         return RecognitionResult(None, best, METHOD_NONE, model_version, runner_up=(best_id, best))
-    top = matches[0]
+    centroid_score = dict(shortlist)
+    matches = [Match(best_id, best, METHOD_VERIFIED, best)] + [
+        Match(lid, v, METHOD_VERIFIED, v)
+        for lid, v in ranked[1 : params.top_k]
+        if v > thresholds.verification and centroid_score[lid] > thresholds.global_score
+    ]
     return RecognitionResult(
-        top.landmark_id,
-        top.score,
+        best_id,
+        best,
         METHOD_VERIFIED,
         model_version,
         runner_up=runner_up,
-        verification_score=top.verification_score,
+        verification_score=best,
         matches=tuple(matches),
     )
 

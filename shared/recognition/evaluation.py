@@ -200,11 +200,14 @@ def metrics_for(rows: Sequence[EvalRow], predicted: Sequence[str | None]) -> dic
 class EvalOptions:
     use_gps: bool = False
     rejection: float = 0.99
+    global_rejection: float = 0.9
     geo_rejection: float = 0.9
+    margin_share: float = 0.5
     distance_threshold: float = 0.6
     cluster_fraction: float = 0.1
-    n_references: int = 5
-    use_margin: bool = True
+    max_references: int = 200
+    shortlist: int = 5
+    verification_k: int = 3
     geo_radius_km: float = 1.0
     top_k: int = 1
 
@@ -226,13 +229,19 @@ def build_eval_bundle(
         gallery=embeddings[train_l],
         gallery_landmarks=np.array([ids[rows[i].landmark] for i in train_l], dtype=np.int64),  # type: ignore[index]
         non_landmarks=embeddings[train_n],
-        n_references=options.n_references,
+        max_references=options.max_references,
         distance_threshold=options.distance_threshold,
         cluster_fraction=options.cluster_fraction,
         rejection=options.rejection,
+        global_rejection=options.global_rejection,
         geo_rejection=options.geo_rejection,
-        use_margin=options.use_margin,
-        decision=DecisionParams(geo_radius_km=options.geo_radius_km, top_k=options.top_k),
+        margin_share=options.margin_share,
+        decision=DecisionParams(
+            geo_radius_km=options.geo_radius_km,
+            top_k=options.top_k,
+            shortlist=options.shortlist,
+            verification_k=options.verification_k,
+        ),
     )
 
 

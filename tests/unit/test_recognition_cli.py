@@ -40,7 +40,7 @@ def test_recognize_prints_json_and_writes_an_explanation(tmp_path: Path) -> None
         gallery=gallery,
         gallery_landmarks=np.ones(6, dtype=np.int64),
         non_landmarks=negatives,
-        use_margin=False,
+        margin_share=0.0,
     )
     folder = save_bundle(bundle, tmp_path / "bundle")
     photo = tmp_path / "tower.jpg"

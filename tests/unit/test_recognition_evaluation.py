@@ -100,7 +100,7 @@ def test_end_to_end_with_the_real_network_and_cache(tmp_path: Path) -> None:
     second = embed_rows(rows, embedder, cache_dir=cache, min_side=128)
     assert second.embedded == 0
     np.testing.assert_allclose(second.embeddings, first.embeddings)
-    report = evaluate_embeddings(rows, first, embedder.describe(), EvalOptions(use_margin=False))
+    report = evaluate_embeddings(rows, first, embedder.describe(), EvalOptions(margin_share=0.0))
     for key in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark", "precision", "recall"):
         assert key in report
     assert report["counts"]["test"] == 8 and report["counts"]["landmark"] == 6
