@@ -606,3 +606,14 @@ def test_dockerfile_builds_from_python_slim_with_cpu_torch_by_default() -> None:
     for source in re.findall(r"^COPY (\S+) ", text, flags=re.MULTILINE):
         assert source == "." or (REPO_ROOT / source).exists(), source
     assert re.search(r"^USER landmarks$", text, flags=re.MULTILINE)
+
+
+def test_k8s_migration_job_bypasses_pgbouncer() -> None:
+    """Migrations hold a session-level advisory lock, which PgBouncer's transaction mode cannot keep."""
+    [job] = [doc for _, doc in k8s_documents() if doc["kind"] == "Job"]
+    [container] = pod_containers(job)
+    assert container["command"] == ["landmarks", "db", "upgrade"]
+    [database_url] = [e for e in container["env"] if e["name"] == "LANDMARKS_DATABASE_URL"]
+    key = database_url["valueFrom"]["secretKeyRef"]
+    example = (K8S / "ops-secrets.env.example").read_text()
+    assert key["name"] == "landmarks-ops" and re.search(rf"^{key['key']}=postgresql\+psycopg2://", example, re.M)
