@@ -123,3 +123,21 @@ def serve(directory: Path, host: str, port: int, stop: threading.Event | None = 
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m workers.metrics [--host H] [--port P]``: the endpoint `landmarks dev up` starts (the same as
+    `landmarks metrics serve`, without needing the CLI)."""
+    import argparse
+
+    from shared.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m workers.metrics", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+    serve(metrics_dir(get_settings().state_dir), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shared.settings import Settings
 from workers.devstack.readiness import CeleryPing, PortOpen, Probe, StaysAlive
+from workers.metrics import DEFAULT_PORT as METRICS_PORT
 
 CELERY_APP = "workers.celery_app"
 
@@ -50,7 +51,7 @@ def worker(settings: Settings, bin_dir: Path, queue: str, concurrency: int) -> A
 
 
 def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
-    """Workers (one per queue), beat, the event bridge and Flower, in start order."""
+    """Workers (one per queue), beat, the event bridge, Flower and the metrics endpoint, in start order."""
     state = Path(settings.state_dir)
     specs = [worker(settings, bin_dir, queue, n) for queue, n in QUEUE_CONCURRENCY.items()]
     specs.append(
@@ -70,6 +71,22 @@ def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
             # Flower reads FLOWER_<OPTION>; through the environment the password stays out of `ps` output.
             env={"FLOWER_BASIC_AUTH": f"{flower.user}:{flower.password.get_secret_value()}"},
             address=f"http://127.0.0.1:{flower.port}",
+        )
+    )
+    specs.append(
+        AppSpec(
+            "api",  # the albums API and album browser; `python -m` so it does not depend on the CLI's mounts
+            (str(Path(bin_dir) / "python"), "-m", "workers.cli_api", "serve"),
+            ready=PortOpen("127.0.0.1", settings.api_port),
+            address=f"http://127.0.0.1:{settings.api_port}/docs",
+        )
+    )
+    specs.append(
+        AppSpec(
+            "metrics",  # the workers' prometheus-client multiprocess files, summed (see workers.metrics)
+            (str(Path(bin_dir) / "python"), "-m", "workers.metrics", "--port", str(METRICS_PORT)),
+            ready=PortOpen("127.0.0.1", METRICS_PORT),
+            address=f"http://127.0.0.1:{METRICS_PORT}/metrics",
         )
     )
     return specs
