@@ -75,8 +75,8 @@ def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
     )
     specs.append(
         AppSpec(
-            "api",  # the albums API and album browser; `python -m` so it does not depend on the CLI's mounts
-            (str(Path(bin_dir) / "python"), "-m", "workers.cli_api", "serve"),
+            "api",  # the albums API and the album browser (workers/api)
+            (str(Path(bin_dir) / "landmarks"), "api", "serve"),
             ready=PortOpen("127.0.0.1", settings.api_port),
             address=f"http://127.0.0.1:{settings.api_port}/docs",
         )
