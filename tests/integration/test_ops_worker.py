@@ -299,3 +299,31 @@ def test_status_names_an_unreachable_broker_and_still_reports_the_database(env, 
     assert status["broker"]["reachable"] is False and "redis://127.0.0.1:1/0" in status["broker"]["error"]
     assert status["workers"] is None and status["queues"] is None
     assert status["photos"]["pending"] == 0 and status["model"]["version"] == "w-active"
+
+
+def test_reprocess_cli_dry_run_then_enqueue(database, env, broker) -> None:
+    _, factory = database
+    done = new_photo(factory, "users/walice/done.jpg")
+    failed = new_photo(factory, "users/walice/failed.jpg")
+    with factory.begin() as session:
+        session.execute(update(Photo).where(Photo.id == uuid.UUID(done)).values(status=PhotoStatus.done))
+        record_failure(session, task_name="recognition.recognize_photo", reason="corrupt", message="damaged",
+                       photo_id=uuid.UUID(failed))  # fmt: skip
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", CLI, "reprocess", *args], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    refused = cli()
+    assert refused.returncode == 2 and "refusing to reprocess without a selector" in refused.stderr
+    unknown = cli("--user", "nobody-here")
+    assert unknown.returncode == 2 and "no user 'nobody-here'" in unknown.stderr
+    dry = cli("--user", "walice", "--dry-run")
+    assert dry.returncode == 0 and "would enqueue 2 photos" in dry.stdout
+    assert broker.dbsize() == 0 and status_of(factory, failed) == PhotoStatus.failed
+
+    real = cli("--user", "walice", "--since", "2000-01-01")
+    assert real.returncode == 0, real.stderr
+    assert "enqueued 2 photos on the recognize queue at priority 9 (1 failed photos reset to pending)" in real.stdout
+    assert broker.llen("recognize\x06\x169") == 2 and broker.llen("recognize") == 0
+    assert status_of(factory, failed) == PhotoStatus.pending and status_of(factory, done) == PhotoStatus.done
