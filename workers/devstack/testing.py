@@ -9,6 +9,7 @@ started as subprocesses whose ``LANDMARKS_*`` environment points at all of that.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import sys
 import uuid
@@ -117,8 +118,24 @@ def drop_database(url: str) -> None:
 # --- settings -> child environment ---------------------------------------------------------------------------
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy with secrets revealed (a child needs the real values)."""
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Every setting as a ``LANDMARKS_*`` variable (nested with ``__``), so a child reads exactly these settings."""
+    """Every setting as a ``LANDMARKS_*`` variable (nested models with ``__``, containers as JSON, as
+    pydantic-settings reads them), so a child process reads exactly these settings."""
     env: dict[str, str] = {}
 
     def put(prefix: str, model: BaseModel) -> None:
@@ -129,12 +146,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
                 put(f"{key}__", value)
             elif value is None:
                 continue
-            elif isinstance(value, SecretStr):
-                env[key] = value.get_secret_value()
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
+            elif isinstance(value, dict | list | tuple | set | frozenset):
+                env[key] = json.dumps(_plain(value))
             else:
-                env[key] = str(value)
+                env[key] = str(_plain(value))
 
     put("LANDMARKS_", settings)
     return env
@@ -179,16 +196,17 @@ class App:
     argv: tuple[str, ...]
     ready: Probe
     address: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the settings' variables
 
 
-def worker_app(settings: Settings, queue: str, concurrency: int, tag: str) -> App:
+def worker_app(settings: Settings, queue: str, concurrency: int, tag: str, env: Mapping[str, str] | None = None) -> App:
     """A Celery worker for one queue with a node name of its own (never confused with a dev stack's worker)."""
     node = f"{queue}-{tag}@{socket.gethostname()}"
     argv = celery(
         Path(sys.executable).parent, "worker", "-Q", queue, "-n", node,
         "--concurrency", str(concurrency), "--loglevel", settings.log_level, "--without-mingle", "--without-gossip",
     )  # fmt: skip
-    return App(f"worker-{queue}", argv, CeleryPing(settings.broker_url, node), node)
+    return App(f"worker-{queue}", argv, CeleryPing(settings.broker_url, node), node, dict(env or {}))
 
 
 def bridge_app(source: str = "seaweedfs") -> App:
@@ -218,8 +236,9 @@ class IsolatedStack:
             app = self.apps[name]
             if self.registry.live(name) is not None:
                 continue
+            env = {**self.env, **app.env}
             record = process.spawn(
-                name, app.argv, log=self.log_path(name), env=self.env, cwd=self.settings.state_dir, address=app.address
+                name, app.argv, log=self.log_path(name), env=env, cwd=self.settings.state_dir, address=app.address
             )
             self.registry.write(record)
             launched.append((app, record))
@@ -257,18 +276,20 @@ def isolated_stack(
     *,
     concurrency: Mapping[str, int] | None = None,
     bridges: Sequence[str] = ("seaweedfs",),
+    worker_env: Mapping[str, Mapping[str, str]] | None = None,
     start: bool = True,
 ) -> Iterator[IsolatedStack]:
     """Start weed (buckets created) and the apps; everything started is stopped on exit, whatever happened.
 
-    The database and the Redis URL in ``settings`` must exist already (see :func:`create_database`,
+    ``worker_env`` adds variables per queue (``{"recognize": {"OMP_NUM_THREADS": "1"}}``). The database and the
+    Redis URL in ``settings`` must exist already (see :func:`create_database`,
     :func:`claim_redis_db`); they are the caller's to remove.
     """
     tag = uuid.uuid4().hex[:6]
     queues = dict(concurrency or DEFAULT_CONCURRENCY)
     stack = IsolatedStack(settings)
     for queue, n in queues.items():
-        app = worker_app(settings, queue, n, tag)
+        app = worker_app(settings, queue, n, tag, (worker_env or {}).get(queue))
         stack.apps[app.name] = app
     for source in bridges:
         app = bridge_app(source)
@@ -300,7 +321,13 @@ class DemoModel:
 
 
 def build_demo_model(
-    settings: Settings, work_dir: Path, *, landmarks: Sequence[str], negatives: int = 30, rcc_dir: Path | None = None
+    settings: Settings,
+    work_dir: Path,
+    *,
+    landmarks: Sequence[str],
+    negatives: int = 30,
+    rcc_dir: Path | None = None,
+    threads: int | None = None,
 ) -> DemoModel:
     """Demo photos into ``work_dir``; a gallery of ``landmarks`` plus ``negatives`` evenly chosen non-landmarks
     imported into the stack; a model built from it and activated (what `landmarks demo run` does, smaller)."""
@@ -335,7 +362,9 @@ def build_demo_model(
             import_rows(session, client, s3.gallery_bucket, chosen)
         config = EmbedderConfig()
         rec = settings.recognition
-        embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+        embedder = Embedder(
+            config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path, threads=threads
+        )
         row = build_model(
             factory,
             client,

@@ -1,0 +1,54 @@
+"""The isolated-stack helper's pure parts: a child process must read back exactly the parent's settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from shared.settings import Settings
+from workers.devstack import seaweed
+from workers.devstack.testing import free_ports, isolated_settings, settings_env, worker_app
+
+
+def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = isolated_settings(
+        tmp_path, database_url="postgresql+psycopg2://u:p@db.example:5433/e2e", redis_url="redis://127.0.0.1:6379/12"
+    )
+    env = settings_env(settings)
+    assert env["LANDMARKS_S3__SECRET_KEY"] == settings.s3.secret_key.get_secret_value()  # revealed, not "****"
+    assert env["LANDMARKS_LOG_JSON"] == "true"
+    for key in [k for k in os.environ if k.startswith("LANDMARKS_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    assert Settings() == settings
+
+
+def test_isolated_settings_use_free_ports_and_buckets_of_their_own(tmp_path: Path) -> None:
+    one = isolated_settings(tmp_path, database_url="postgresql+psycopg2://postgres@h/a", redis_url="redis://h/3")
+    two = isolated_settings(tmp_path, database_url="postgresql+psycopg2://postgres@h/a", redis_url="redis://h/3")
+    assert one.s3.photos_bucket != two.s3.photos_bucket
+    assert one.s3.endpoint == f"127.0.0.1:{one.seaweed.s3_port}"
+    assert isinstance(one.webhook_token, SecretStr) and one.webhook_token != two.webhook_token
+    assert Settings().s3.photos_bucket not in {one.s3.photos_bucket, two.s3.photos_bucket}
+
+
+def test_free_ports_are_bindable_with_the_s3_grpc_offset() -> None:
+    ports = free_ports(3, also_free_at=seaweed.GRPC_OFFSET)
+    assert len(set(ports)) == 3
+    for port in ports + [p + seaweed.GRPC_OFFSET for p in ports]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_workers_get_node_names_of_their_own(tmp_path: Path) -> None:
+    settings = isolated_settings(tmp_path, database_url="postgresql+psycopg2://postgres@h/a", redis_url="redis://h/3")
+    app = worker_app(settings, "recognize", 1, "abc123", {"OMP_NUM_THREADS": "1"})
+    assert app.address == f"recognize-abc123@{socket.gethostname()}"
+    assert app.argv[app.argv.index("-n") + 1] == app.address and "-Q" in app.argv
+    assert app.env == {"OMP_NUM_THREADS": "1"}
