@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Annotated
 
 import typer
@@ -11,6 +13,18 @@ from shared.settings import get_settings
 app = typer.Typer(no_args_is_help=True)
 
 DEMO_TOKEN = "change-me-api-token"  # the default client's token in shared.settings
+_TOKEN_PARAM = re.compile(r"(token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn's access lines carry the query string: a sign-in link's ``?token=`` must not reach the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            args = list(record.args)
+            args[2] = _TOKEN_PARAM.sub(r"\1***", args[2])
+            record.args = tuple(args)
+        return True
 
 
 @app.callback()
@@ -36,6 +50,7 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     log = structlog.get_logger("landmarks.api")
     factory = session_factory()
     try:

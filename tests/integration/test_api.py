@@ -338,3 +338,16 @@ def test_empty_token_is_refused_at_start(session_factory: sessionmaker[Session])
     minio = make_minio("127.0.0.1:9", "k", "s", region="us-east-1")
     with pytest.raises(ValueError, match="empty token"):
         create_app(session_factory=session_factory, minio=minio, clients={"x": ApiClient(token=SecretStr(""))})
+
+
+def test_access_log_lines_lose_the_sign_in_token() -> None:
+    import logging
+
+    from workers.cli_api import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", "/ui/users/alice?a=1&token=s3cret&b=2", "1.1", 303), None,
+    )  # fmt: skip
+    assert RedactTokens().filter(record)
+    assert "s3cret" not in record.getMessage() and "token=***&b=2" in record.getMessage()
