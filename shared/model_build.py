@@ -16,7 +16,7 @@ from minio import Minio
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import registry
+from shared import mining, registry
 from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark, ModelVersion
 from shared.db.session import session_scope
 from shared.imaging import ImageDecodeError, decode_photo
@@ -48,7 +48,11 @@ def gallery_snapshot(session: Session) -> GallerySnapshot:
         select(GalleryPhoto.bucket, GalleryPhoto.key, GalleryPhoto.role, Landmark, City)
         .join(Landmark, Landmark.id == GalleryPhoto.landmark_id)
         .outerjoin(City, City.id == Landmark.city_id)
-        .where(Landmark.active.is_(True), GalleryPhoto.role.in_([GalleryRole.train, GalleryRole.reference]))
+        .where(
+            Landmark.active.is_(True),
+            GalleryPhoto.role.in_([GalleryRole.train, GalleryRole.reference]),
+            mining.may_stay(),  # a mined photo counts only while its owner shares it
+        )
         .order_by(Landmark.id, GalleryPhoto.id)
     ).all()
     landmarks: dict[int, LandmarkInfo] = {}
@@ -59,13 +63,14 @@ def gallery_snapshot(session: Session) -> GallerySnapshot:
             LandmarkInfo(lm.id, lm.slug, lm.name, city.name if city else "", lm.country, lm.lat, lm.lon),
         )
         photos.append((bucket, key, lm.id, role))
-    negatives = list(
-        session.execute(
+    negatives = [
+        (bucket, key)
+        for bucket, key in session.execute(
             select(GalleryPhoto.bucket, GalleryPhoto.key)
             .where(GalleryPhoto.role == GalleryRole.negative)
             .order_by(GalleryPhoto.id)
-        ).tuples()
-    )
+        )
+    ]
     return GallerySnapshot(list(landmarks.values()), photos, negatives)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import albums
+from shared import albums, mining
 from shared.db.models import Photo, PhotoStatus, User
 from shared.failures import record_failure
 
@@ -117,6 +117,7 @@ def record_removed(session: Session, *, bucket: str, key: str) -> IngestResult:
     if photo is None:
         return IngestResult("ignored", None, "unknown object")
     albums.remove_photo(session, photo.id)
+    mining.withdraw(session, photo_id=photo.id)  # a deleted photo leaves the gallery at once
     photo.status = PhotoStatus.deleted
     return IngestResult("deleted", photo.id)
 

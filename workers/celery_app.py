@@ -73,6 +73,12 @@ def make_celery(settings: Settings) -> Celery:
         landmarks_log_json=settings.log_json,
         beat_schedule={
             "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
+            **(
+                # Mined candidates only count once cleaning accepted them: judge them daily.
+                {"clean-gallery": {"task": "cleaning.clean_gallery", "schedule": 24 * 3600.0}}
+                if settings.gallery.mine_uploads
+                else {}
+            ),
         },
     )
     return app
