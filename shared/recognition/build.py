@@ -8,6 +8,9 @@ the centroid and cost recall without removing wrong answers; see the evaluator f
 Thresholds (all stored with the model):
 
 - ``verification``: rejects ``rejection`` (0.99) of the known non-landmark photos' verification scores;
+- ``per_landmark``: each landmark's own verification threshold, rejecting ``landmark_rejection`` (all) of the
+  non-landmarks' verification scores against that landmark (landmarks differ in how generic they look: a
+  fixed global bar is too low for some and too high for others);
 - ``global_score``: the centroid gate, rejects ``global_rejection`` (0.9) of their best centroid scores;
 - ``geo``: the GPS path's centroid threshold, rejects ``geo_rejection`` (0.9) of them (location is evidence);
 - ``margin``: rejects ``margin_share`` (0.5) of the gallery's own wrong-landmark answers, found leave-one-out
@@ -38,6 +41,8 @@ class CandidateScores:
     centroid: np.ndarray  # best centroid score over all landmarks (the gate)
     verification: np.ndarray  # best landmark's verification score
     second: np.ndarray  # runner-up's verification score
+    landmark_ids: np.ndarray  # columns of ``all_verification``
+    all_verification: np.ndarray  # N x L verification score against every landmark
 
     @property
     def margin(self) -> np.ndarray:
@@ -56,9 +61,9 @@ def candidate_scores(
     """Vectorised twin of ``decide`` (no GPS) for many photos; ``leave_one_out`` ignores references identical
     to the query (for gallery photos scored against their own gallery)."""
     x = l2_normalize(embeddings)
-    lids = np.unique(references.labels)
+    ref_ids = set(np.unique(references.labels).tolist())
     cent_ids = np.unique(centroids.labels)
-    out = [], [], [], []
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
     m = max(params.shortlist, params.top_k, 2)
     for start in range(0, len(x), chunk):
         q = x[start : start + chunk]
@@ -69,7 +74,7 @@ def candidate_scores(
             sr[sr >= SELF_MATCH] = -np.inf
         ver = np.full((len(q), len(cent_ids)), -np.inf, dtype=np.float32)
         for j, lid in enumerate(cent_ids):
-            if lid not in lids:
+            if int(lid) not in ref_ids:
                 continue
             s = sr[:, references.labels == lid]
             k = min(params.verification_k, s.shape[1])
@@ -80,12 +85,24 @@ def candidate_scores(
         vs = np.take_along_axis(ver, short, axis=1)
         order = np.argsort(-vs, axis=1, kind="stable")
         rows = np.arange(len(q))
-        out[0].append(cent_ids[short[rows, order[:, 0]]])
-        out[1].append(cent.max(axis=1))
-        out[2].append(vs[rows, order[:, 0]])
-        out[3].append(vs[rows, order[:, 1]] if vs.shape[1] > 1 else np.full(len(q), -np.inf))
-    cat = [np.concatenate(o) if o else np.zeros(0) for o in out]
-    return CandidateScores(cat[0].astype(np.int64), *(c.astype(np.float32) for c in cat[1:]))
+        parts[0].append(cent_ids[short[rows, order[:, 0]]])
+        parts[1].append(cent.max(axis=1))
+        parts[2].append(vs[rows, order[:, 0]])
+        parts[3].append(vs[rows, order[:, 1]] if vs.shape[1] > 1 else np.full(len(q), -np.inf))
+        parts[4].append(ver)
+    if not parts[0]:
+        empty = np.zeros(0, np.float32)
+        return CandidateScores(
+            np.zeros(0, np.int64), empty, empty, empty, cent_ids, np.zeros((0, len(cent_ids)), np.float32)
+        )
+    return CandidateScores(
+        np.concatenate(parts[0]).astype(np.int64),
+        np.concatenate(parts[1]).astype(np.float32),
+        np.concatenate(parts[2]).astype(np.float32),
+        np.concatenate(parts[3]).astype(np.float32),
+        cent_ids.astype(np.int64),
+        np.concatenate(parts[4]).astype(np.float32),
+    )
 
 
 def select_references(
@@ -118,6 +135,7 @@ def calibrate_thresholds(
     gallery: np.ndarray | None = None,
     gallery_landmarks: np.ndarray | None = None,
     rejection: float = 0.99,
+    landmark_rejection: float | None = 1.0,
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     margin_share: float = 0.5,
@@ -126,22 +144,35 @@ def calibrate_thresholds(
     s = candidate_scores(non_landmarks, centroids, references, params)
     global_score = calibrate_threshold(s.centroid, global_rejection)
     verification = calibrate_threshold(s.verification, rejection)
+    per_landmark: dict[int, float] = {}
+    if landmark_rejection:
+        for j, lid in enumerate(s.landmark_ids):
+            col = s.all_verification[:, j]
+            if np.isfinite(col).any():
+                per_landmark[int(lid)] = calibrate_threshold(col, landmark_rejection)
+    thresholds = Thresholds(
+        global_score=global_score,
+        verification=verification,
+        geo=calibrate_threshold(s.centroid, geo_rejection),
+        per_landmark=per_landmark,
+    )
     margin = 0.0
     if margin_share > 0 and gallery is not None and gallery_landmarks is not None and len(gallery):
         g = candidate_scores(gallery, centroids, references, params, leave_one_out=True)
+        passes = np.array(
+            [v > thresholds.verification_for(int(b)) for b, v in zip(g.best_ids, g.verification, strict=True)]
+        )
         wrong = (
-            (g.centroid > global_score)
-            & (g.verification > verification)
-            & (g.best_ids != np.asarray(gallery_landmarks))
-            & np.isfinite(g.margin)
+            (g.centroid > global_score) & passes & (g.best_ids != np.asarray(gallery_landmarks)) & np.isfinite(g.margin)
         )
         if wrong.any():
             margin = max(0.0, float(np.quantile(g.margin[wrong], margin_share)))
     return Thresholds(
         global_score=global_score,
         verification=verification,
-        geo=calibrate_threshold(s.centroid, geo_rejection),
+        geo=thresholds.geo,
         margin=margin,
+        per_landmark=per_landmark,
     )
 
 
@@ -160,6 +191,7 @@ def build_bundle_from_embeddings(
     min_cluster_size: int | None = None,
     cluster_fraction: float = 0.1,
     rejection: float = 0.99,
+    landmark_rejection: float | None = 1.0,
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     margin_share: float = 0.5,
@@ -190,6 +222,7 @@ def build_bundle_from_embeddings(
         gallery=gallery,
         gallery_landmarks=gallery_landmarks,
         rejection=rejection,
+        landmark_rejection=landmark_rejection,
         global_rejection=global_rejection,
         geo_rejection=geo_rejection,
         margin_share=margin_share,

@@ -14,7 +14,7 @@ centroid score (location is strong evidence). Without GPS:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,19 +29,31 @@ METHOD_NONE = "none"
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Calibrated on known non-landmark photos; stored with the model."""
+    """Calibrated on known non-landmark photos; stored with the model.
+
+    ``per_landmark`` holds each landmark's own verification threshold (landmark id -> threshold); landmarks not
+    in it use ``verification``.
+    """
 
     global_score: float
     verification: float
     geo: float
     margin: float = 0.0
+    per_landmark: dict[int, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def verification_for(self, landmark_id: int) -> float:
+        return self.per_landmark.get(landmark_id, self.verification)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: float(getattr(self, k)) for k in ("global_score", "verification", "geo", "margin")}
+        out["per_landmark"] = {str(k): float(v) for k, v in sorted(self.per_landmark.items())}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        return cls(**{k: float(data[k]) for k in cls.__dataclass_fields__ if k in data})
+        scalars = {k: float(data[k]) for k in ("global_score", "verification", "geo", "margin") if k in data}
+        per = {int(k): float(v) for k, v in (data.get("per_landmark") or {}).items()}
+        return cls(**scalars, per_landmark=per)
 
 
 @dataclass(frozen=True)
@@ -118,13 +130,13 @@ def decide(
     runner_up = ranked[1] if len(ranked) > 1 else None
     second = runner_up[1] if runner_up else float("-inf")
     gate = shortlist[0][1] > thresholds.global_score
-    if not (gate and best > thresholds.verification and best - second > thresholds.margin):
+    if not (gate and best > thresholds.verification_for(best_id) and best - second > thresholds.margin):
         return RecognitionResult(None, best, METHOD_NONE, model_version, runner_up=(best_id, best))
     centroid_score = dict(shortlist)
     matches = [Match(best_id, best, METHOD_VERIFIED, best)] + [
         Match(lid, v, METHOD_VERIFIED, v)
         for lid, v in ranked[1 : params.top_k]
-        if v > thresholds.verification and centroid_score[lid] > thresholds.global_score
+        if v > thresholds.verification_for(lid) and centroid_score[lid] > thresholds.global_score
     ]
     return RecognitionResult(
         best_id,

@@ -200,6 +200,7 @@ def metrics_for(rows: Sequence[EvalRow], predicted: Sequence[str | None]) -> dic
 class EvalOptions:
     use_gps: bool = False
     rejection: float = 0.99
+    landmark_rejection: float | None = 1.0
     global_rejection: float = 0.9
     geo_rejection: float = 0.9
     margin_share: float = 0.5
@@ -233,6 +234,7 @@ def build_eval_bundle(
         distance_threshold=options.distance_threshold,
         cluster_fraction=options.cluster_fraction,
         rejection=options.rejection,
+        landmark_rejection=options.landmark_rejection,
         global_rejection=options.global_rejection,
         geo_rejection=options.geo_rejection,
         margin_share=options.margin_share,

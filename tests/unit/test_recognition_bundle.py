@@ -32,7 +32,7 @@ def _bundle(head_state: dict | None = None) -> Bundle:
     return Bundle(
         version="2024-01-01-abc",
         model={"backbone": "efficientnet_lite2", "pooling": "gem", "image_size": 260, "embedding_dim": 8},
-        thresholds=Thresholds(global_score=0.7, verification=0.6, geo=0.4, margin=0.05),
+        thresholds=Thresholds(global_score=0.7, verification=0.6, geo=0.4, margin=0.05, per_landmark={2: 0.65}),
         landmarks=LANDMARKS,
         centroids=l2_normalize(rng.standard_normal((3, 8))),
         centroid_landmarks=np.array([1, 1, 2]),
@@ -123,6 +123,9 @@ def test_build_from_embeddings_calibrates_on_non_landmarks() -> None:
     assert np.mean(s.verification <= b.thresholds.verification) >= 0.99
     assert np.mean(s.centroid <= b.thresholds.global_score) >= 0.9
     assert np.mean(s.centroid <= b.thresholds.geo) >= 0.9
+    # each landmark's own threshold rejects every non-landmark's score against it
+    for j, lid in enumerate(s.landmark_ids):
+        assert np.all(s.all_verification[:, j] <= b.thresholds.per_landmark[int(lid)])
 
 
 def test_margin_is_calibrated_on_the_gallerys_own_confusions() -> None:

@@ -102,3 +102,12 @@ def test_radius_is_a_parameter() -> None:
     assert decide(q, near_colosseum, thresholds=T, params=DecisionParams(), **_setup()).landmark_id is None
     wide = decide(q, near_colosseum, thresholds=T, params=DecisionParams(geo_radius_km=2.0), **_setup())
     assert wide.landmark_id == 1
+
+
+def test_per_landmark_verification_thresholds_override_the_global_one() -> None:
+    q = _q(1.0, 0.3)  # landmark 1 at ~0.96
+    strict = Thresholds(global_score=0.6, verification=0.5, geo=0.3, margin=0.1, per_landmark={1: 0.97})
+    assert decide(q, None, thresholds=strict, params=DecisionParams(), **_setup()).landmark_id is None
+    lenient = Thresholds(global_score=0.6, verification=0.99, geo=0.3, margin=0.1, per_landmark={1: 0.9})
+    assert decide(q, None, thresholds=lenient, params=DecisionParams(), **_setup()).landmark_id == 1
+    assert Thresholds.from_dict(strict.to_dict()) == strict

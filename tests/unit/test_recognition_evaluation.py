@@ -104,5 +104,5 @@ def test_end_to_end_with_the_real_network_and_cache(tmp_path: Path) -> None:
     for key in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark", "precision", "recall"):
         assert key in report
     assert report["counts"]["test"] == 8 and report["counts"]["landmark"] == 6
-    assert set(report["thresholds"]) == {"global_score", "verification", "geo", "margin"}
+    assert set(report["thresholds"]) == {"global_score", "verification", "geo", "margin", "per_landmark"}
     assert report["ms_per_photo"] > 0
