@@ -53,7 +53,7 @@ def _refresh(session: Session, album_id: int) -> None:
 
 
 def set_photo_landmarks(
-    session: Session, photo_id: uuid.UUID, owner_id: int, scores: dict[int, float], *, source: str = "auto"
+    session: Session, photo_id: uuid.UUID, owner_id: int, scores: dict[int, float | None], *, source: str = "auto"
 ) -> None:
     """Make the photo's ``source`` memberships exactly the landmarks in ``scores`` (landmark id -> score)."""
     current = dict(

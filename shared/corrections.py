@@ -96,7 +96,7 @@ def reject(
     for source in (AUTO, MANUAL):
         kept = {lm: score for lm, (src, score) in current.items() if src == source and lm not in targets}
         if len(kept) != sum(1 for src, _ in current.values() if src == source):
-            albums.set_photo_landmarks(session, photo_id, photo.owner_id, kept, source=source)  # type: ignore[arg-type]
+            albums.set_photo_landmarks(session, photo_id, photo.owner_id, kept, source=source)
     written = _to_gallery(session, photo, list(targets), GalleryRole.rejected)
     return CorrectionResult(photo_id, CorrectionKind.reject, sorted(targets.values()), written)
 
@@ -112,7 +112,7 @@ def assign(session: Session, photo_id: uuid.UUID, landmark: str, *, client: str 
         manual[landmark_id] = (
             current[landmark_id][1] if landmark_id in current else _model_score(session, photo, landmark_id)
         )
-        albums.set_photo_landmarks(session, photo_id, photo.owner_id, manual, source=MANUAL)  # type: ignore[arg-type]
+        albums.set_photo_landmarks(session, photo_id, photo.owner_id, manual, source=MANUAL)
     written = _to_gallery(session, photo, [landmark_id], GalleryRole.candidate)
     return CorrectionResult(photo_id, CorrectionKind.assign, [landmark], written)
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import albums, mining
+from shared import albums, corrections, mining
 from shared.db.models import Photo, PhotoStatus, User
 from shared.failures import record_failure
 
@@ -92,6 +92,7 @@ def record_created(
         if same_content and photo.status != PhotoStatus.deleted:
             return IngestResult("unchanged", photo.id)
         albums.remove_photo(session, photo.id)  # new content: its old recognition no longer holds
+        corrections.forget(session, photo.id)  # and neither do the user's corrections of the old content
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
         photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
         photo_id = photo.id

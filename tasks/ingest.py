@@ -16,6 +16,7 @@ from shared.events import CREATED, ObjectEvent
 from shared.failures import record_failure
 from shared.storage import ObjectMissing, list_objects, stat_object
 from tasks.context import context
+from tasks.priorities import REPROCESS_PRIORITY
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +124,8 @@ def reconcile_bucket(bucket: str) -> dict[str, int]:
     with ctx.session() as session:
         stuck = photos.stuck_photo_ids(session, older_than=STUCK_AFTER)
     for photo_id in stuck:
-        recognize_photo.delay(str(photo_id))
+        # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
+        recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)
     log.info("reconciled", bucket=bucket, listed=listed, enqueued=enqueued, requeued=len(stuck))
     return {"listed": listed, "enqueued": enqueued, "requeued": len(stuck)}
 

@@ -10,8 +10,11 @@ from celery import Celery
 from kombu import Queue
 
 from shared.settings import Settings, get_settings
+from tasks.priorities import LIVE_PRIORITY, PRIORITY_STEPS, REPROCESS_PRIORITY
 from workers import signals  # noqa: F401  (connects logging, task context and metrics handlers)
 from workers.metrics import metrics_dir
+
+__all__ = ["LIVE_PRIORITY", "PRIORITY_STEPS", "QUEUES", "REPROCESS_PRIORITY", "app", "make_celery"]
 
 QUEUES = ("ingest", "recognize", "albums", "cleaning", "training")
 
@@ -23,12 +26,6 @@ TASK_ROUTES = {
     "training.*": {"queue": "training"},
 }
 
-# Message priorities on Redis: kombu keeps one list per step (``recognize``, ``recognize\x06\x163``, ``...6``,
-# ``...9``) and a worker BRPOPs them in ascending step order, so the LOWEST number is served FIRST (the reverse of
-# RabbitMQ). Fresh uploads go at 0, bulk reprocessing at 9: live traffic overtakes any reprocessing backlog.
-PRIORITY_STEPS = [0, 3, 6, 9]
-LIVE_PRIORITY = 0
-REPROCESS_PRIORITY = 9
 
 # Warm shutdown (SIGTERM) lets running tasks finish. A cold one (SIGQUIT, a second Ctrl+C, or SIGTERM with
 # REMAP_SIGTERM=SIGQUIT for orchestrators with a short grace period) first waits this long (a "soft" shutdown),
@@ -73,8 +70,8 @@ def make_celery(settings: Settings) -> Celery:
         landmarks_log_json=settings.log_json,
         beat_schedule={
             "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
+            # Mined candidates only count once cleaning accepted them: judge them daily.
             **(
-                # Mined candidates only count once cleaning accepted them: judge them daily.
                 {"clean-gallery": {"task": "cleaning.clean_gallery", "schedule": 24 * 3600.0}}
                 if settings.gallery.mine_uploads
                 else {}

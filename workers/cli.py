@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from workers import cli_bridge, cli_db, cli_demo, cli_dev, cli_gallery, cli_photos, cli_recognition
+from workers import cli_api, cli_bridge, cli_db, cli_demo, cli_dev, cli_gallery, cli_ops, cli_photos, cli_recognition
 
 app = typer.Typer(no_args_is_help=True, help="Landmark recognition worker fleet for photo clouds.")
 app.add_typer(cli_dev.app, name="dev", help="Start, stop and inspect the local services.")
 app.add_typer(cli_db.app, name="db", help="Database schema migrations.")
 app.add_typer(cli_bridge.app, name="bridge", help="The event bridge: object-storage events -> Celery tasks.")
 app.add_typer(cli_demo.app, name="demo", help="Sample data and the end-to-end demo.")
+app.add_typer(cli_api.app, name="api", help="The albums HTTP API and the album browser.")
 cli_recognition.register(app)
 cli_photos.register(app)
 cli_gallery.register(app)
+cli_ops.register(app)
 
 
 if __name__ == "__main__":

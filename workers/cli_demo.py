@@ -74,6 +74,7 @@ def run(
     from shared.settings import get_settings
     from shared.uploads import upload_photos
     from workers import cli_gallery
+    from workers.api import album_page_url
     from workers.cli_photos import wait_for_photos
     from workers.runtime import db_session, minio_client
 
@@ -137,5 +138,7 @@ def run(
     for label, count in sorted(tally.items()):
         console.print(f"{label:>20}: {count}")
     console.print(f"Flower (workers, queues): http://127.0.0.1:{settings.flower.port}")
+    for user in sorted({u for u, _ in keys.values()}):
+        console.print(f"Album page of {user}: {album_page_url(settings, user)}")
     if tally["not processed"]:
         raise typer.Exit(1)
