@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     # By client name; JSON in the environment: LANDMARKS_API_TOKENS='{"web": {"token": "...", "users": ["alice"]}}'.
     api_tokens: dict[str, ApiClient] = Field(default_factory=_demo_api_clients)
     reconcile_interval_s: float = 300.0
+    # The sweep re-enqueues photos left pending/processing longer than this (their task was lost).
+    stuck_after_s: float = 600.0
+    # Redis hands an unacknowledged task to another worker after this: it must exceed the longest task and the
+    # longest retry countdown (a worker holds a task that waits for its ETA unacknowledged).
+    broker_visibility_timeout_s: float = 4 * 3600.0
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -22,7 +22,6 @@ log = structlog.get_logger(__name__)
 
 RETRYABLE = (TransientError, OperationalError)
 RECONCILE_PAGE = 500
-STUCK_AFTER = timedelta(minutes=10)
 
 
 @worker_process_init.connect
@@ -122,7 +121,7 @@ def reconcile_bucket(bucket: str) -> dict[str, int]:
             enqueued += flush()
     enqueued += flush()
     with ctx.session() as session:
-        stuck = photos.stuck_photo_ids(session, older_than=STUCK_AFTER)
+        stuck = photos.stuck_photo_ids(session, older_than=timedelta(seconds=ctx.settings.stuck_after_s))
     for photo_id in stuck:
         # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
         recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)

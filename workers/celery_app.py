@@ -49,10 +49,14 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # Redis redelivers unacknowledged tasks after this; it must exceed the longest task (training runs
-        # report progress and are split into stages well under this).
+        # Redis redelivers unacknowledged tasks after broker_visibility_timeout_s (4 h); it must exceed the longest
+        # task (training runs report progress and are split into stages well under this).
         broker_transport_options={
-            "visibility_timeout": 4 * 3600,
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            # Look for overdue unacknowledged messages (a killed worker's) every tenth of the timeout, at most
+            # every 10 s; kombu's default waits interval x throttle = 100 s whatever the timeout.
+            "unacked_restore_interval": min(10.0, max(1.0, settings.broker_visibility_timeout_s / 10)),
+            "unacked_restore_throttle": 1,
             "queue_order_strategy": "priority",  # order of QUEUES for a worker consuming several
             "priority_steps": PRIORITY_STEPS,
         },
