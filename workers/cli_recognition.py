@@ -33,6 +33,11 @@ def eval_command(
     resize: Annotated[str, typer.Option("--resize", help="long | square | crop.")] = "long",
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate an even sample of N rows.")] = None,
     no_margin: Annotated[bool, typer.Option("--no-margin", help="Skip the best-vs-runner-up margin test.")] = False,
+    no_landmark_thresholds: Annotated[
+        bool, typer.Option("--no-landmark-thresholds", help="One global verification threshold only.")
+    ] = False,
+    verification_k: Annotated[int, typer.Option("--verification-k", help="References voting per landmark.")] = 3,
+    shortlist: Annotated[int, typer.Option("--shortlist", help="Landmarks verified per photo.")] = 10,
     distance: Annotated[float, typer.Option("--cluster-distance", help="Complete-link cut (cosine).")] = 0.6,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
 ) -> None:
@@ -62,7 +67,7 @@ def eval_command(
             rows,
             embedder,
             cache_dir=cache,
-            min_side=config.image_size,
+            min_side=round(config.image_size * max(config.scales)),
             max_pixels=rec.max_pixels,
             batch_size=rec.batch_size,
             progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
@@ -72,6 +77,9 @@ def eval_command(
         rejection=rec.non_landmark_rejection,
         distance_threshold=distance,
         margin_share=0.0 if no_margin else 0.5,
+        landmark_rejection=None if no_landmark_thresholds else 1.0,
+        verification_k=verification_k,
+        shortlist=shortlist,
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
     )
@@ -106,7 +114,12 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     ):
         table.add_row(key, _fmt(report.get(key)))
     for key, value in report["thresholds"].items():
-        table.add_row(f"threshold.{key}", _fmt(value))
+        if isinstance(value, dict):
+            vals = list(value.values())
+            text = f"{len(vals)} landmarks, {min(vals):.4f}..{max(vals):.4f}" if vals else "-"
+            table.add_row(f"threshold.{key}", text)
+        else:
+            table.add_row(f"threshold.{key}", _fmt(value))
     for key, value in report["counts"].items():
         table.add_row(f"count.{key}", _fmt(value))
     console.print(table)

@@ -60,7 +60,7 @@ class Thresholds:
 class DecisionParams:
     geo_radius_km: float = 1.0
     top_k: int = 1
-    shortlist: int = 5  # landmarks (by centroid score) that go on to verification
+    shortlist: int = 10  # landmarks (by centroid score) that go on to verification
     verification_k: int = 3  # references voting in a landmark's verification score
     search_depth: int = 256  # centroids fetched from Faiss before reducing to landmarks
 
