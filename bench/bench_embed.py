@@ -75,7 +75,9 @@ def main() -> None:
     console = Console()
     for name in backbones:
         embedder = Embedder(
-            EmbedderConfig(backbone=name, resize="square", image_size=260 if "lite" in name else 224),
+            EmbedderConfig(
+                backbone=name, resize="square", image_size=EmbedderConfig().image_size if "lite" in name else 224
+            ),
             device=args.device,
             batch_size=max(args.batches),
             pretrained=name == "efficientnet_lite2",

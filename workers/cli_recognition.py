@@ -40,6 +40,9 @@ def eval_command(
     shortlist: Annotated[int, typer.Option("--shortlist", help="Landmarks verified per photo.")] = 10,
     distance: Annotated[float, typer.Option("--cluster-distance", help="Complete-link cut (cosine).")] = 0.6,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    save_bundle_dir: Annotated[
+        Path | None, typer.Option("--save-bundle", help="Also write the evaluated bundle to this new folder.")
+    ] = None,
 ) -> None:
     """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
     from shared.model import Embedder, EmbedderConfig
@@ -83,7 +86,7 @@ def eval_command(
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
     )
-    report = evaluate_embeddings(rows, embedded, embedder.describe(), options)
+    report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
     _print_report(console, report)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

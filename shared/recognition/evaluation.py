@@ -8,6 +8,7 @@ embedder config, so re-runs with other decision parameters skip the network.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,7 +22,7 @@ import numpy as np
 
 from shared.index import l2_normalize
 from shared.recognition.build import build_bundle_from_embeddings
-from shared.recognition.bundle import Bundle, LandmarkInfo
+from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle
 from shared.recognition.decision import DecisionParams
 from shared.recognition.recognizer import EmbedsImages, Recognizer
 
@@ -271,8 +272,13 @@ def evaluate_embeddings(
     model: dict[str, Any],
     options: EvalOptions,
     embedder: EmbedsImages | None = None,
+    *,
+    save_to: Path | None = None,
 ) -> dict[str, Any]:
-    """Build from train rows, decide every test row, and report metrics (plus the bundle's thresholds)."""
+    """Build from train rows, decide every test row, and report metrics (plus the bundle's thresholds).
+
+    ``save_to``: also write the bundle (with these metrics) there, e.g. for ``landmarks recognize --bundle``.
+    """
     e = l2_normalize(embedded.embeddings)
     bundle = build_eval_bundle(rows, e, model, options)
     recognizer = Recognizer(bundle, embedder or _NoEmbedder())
@@ -316,6 +322,11 @@ def evaluate_embeddings(
             ],
         }
     )
+    if save_to is not None:
+        summary = {k: report[k] for k in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark")}
+        version = "eval-" + time.strftime("%Y%m%d-%H%M%S")
+        save_bundle(dataclasses.replace(bundle, version=version, metrics=summary), save_to)
+        report["bundle"] = str(save_to)
     return report
 
 
