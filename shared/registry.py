@@ -111,11 +111,17 @@ def local_bundle_dir(model_store: Path, version: str) -> Path:
 
 
 def load_recognizer(
-    version: ModelVersion, client: Minio, bucket: str, model_store: Path, *, device: str = "auto"
+    version: ModelVersion,
+    client: Minio,
+    bucket: str,
+    model_store: Path,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
 ) -> Recognizer:
     """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
     from shared.recognition.bundle import download_bundle, load_bundle
     from shared.recognition.recognizer import Recognizer
 
     folder = download_bundle(client, bucket, version.version, local_bundle_dir(model_store, version.version))
-    return Recognizer.from_bundle(load_bundle(folder), device=device)
+    return Recognizer.from_bundle(load_bundle(folder), device=device, threads=threads)

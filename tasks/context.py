@@ -71,6 +71,7 @@ class WorkerContext:
                     self.settings.s3.models_bucket,
                     self.settings.model_store,
                     device=self.settings.recognition.device,
+                    threads=self.settings.recognition.worker_threads,
                 )
                 self._recognizer = (version.id, recognizer)
             self._checked_at = now

@@ -6,6 +6,7 @@ process per queue so a busy queue never starves another; their concurrency is th
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from workers.metrics import DEFAULT_PORT as METRICS_PORT
 
 CELERY_APP = "workers.celery_app"
 
-# Pool processes per queue on a dev machine: ingest is I/O-bound, the rest hold a model or a lock.
+# Pool processes per queue on a dev machine: ingest is I/O-bound, the rest hold a model or a lock. Recognize
+# scales with processes of one torch thread each (LANDMARKS_RECOGNITION__WORKER_THREADS): one per core.
 QUEUE_CONCURRENCY: dict[str, int] = {
     "ingest": 2,
-    "recognize": 1,
+    "recognize": max(1, min(4, os.cpu_count() or 1)),
     "albums": 1,
     "cleaning": 1,
     "training": 1,
