@@ -99,6 +99,9 @@ def run(
             keys[obj.key] = (user, upload.expected_landmark)
         console.print(f"uploaded {len(mine)} photos for {user}")
     statuses = wait_for_photos(bucket, list(keys), timeout)
+    stale = _reprocess_stale([u for u in sorted({u for u, _ in keys.values()})], timeout)
+    if stale:
+        console.print(f"reprocessed {stale} photos recognised by an older model")
     console.rule("4. albums")
     for user in sorted({u for u, _ in keys.values()}):
         with db_session() as session:
@@ -142,3 +145,29 @@ def run(
         console.print(f"Album page of {user}: {album_page_url(settings, user)}")
     if tally["not processed"]:
         raise typer.Exit(1)
+
+
+def _reprocess_stale(users: list[str], timeout: float) -> int:
+    """Photos of these users processed by an older model are recognised again (a re-run after --rebuild)."""
+    import time
+    from functools import partial
+
+    from shared.ops.reprocess import progress, reprocess
+    from shared.ops.selectors import PhotoSelector
+    from tasks.priorities import LIVE_PRIORITY
+    from workers.celery_app import app as celery_app
+    from workers.fleet import send_recognitions
+    from workers.runtime import db_session, session_factory
+
+    total = 0
+    for user in users:
+        enqueue = partial(send_recognitions, celery_app, priority=LIVE_PRIORITY)
+        result = reprocess(session_factory(), PhotoSelector(user=user, stale=True), enqueue)
+        deadline = time.monotonic() + timeout
+        while result.photo_ids and time.monotonic() < deadline:
+            with db_session() as session:
+                if progress(session, result.photo_ids, result.marker).complete:
+                    break
+            time.sleep(0.3)
+        total += result.selected
+    return total
