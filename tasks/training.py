@@ -1,1 +1,59 @@
-"""Celery tasks of the `training` queue."""
+"""Celery tasks of the `training` queue: a thin shell over :func:`shared.training.service.train_model_version`.
+
+Progress goes to the result backend as task state ``PROGRESS`` with the phase, stage, epoch and loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import shared_task
+
+from shared.db.models import ModelVersion
+
+
+def train_from_options(
+    options: dict[str, Any], *, activate: bool = False, progress: Callable[[Any], None] | None = None
+) -> ModelVersion:
+    """Build the config and the runtime pieces from settings and train (also used by the CLI's ``--wait``)."""
+    from shared.model import Embedder, EmbedderConfig
+    from shared.storage import ensure_buckets
+    from shared.training.service import train_model_version
+    from shared.training.trainer import TrainConfig
+    from tasks.context import context
+
+    ctx = context()
+    settings = ctx.settings
+    rec = settings.recognition
+    embedder_config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
+    embedder = Embedder(embedder_config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+    known = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in options.items() if k in known})
+    client = ctx.minio
+    ensure_buckets(client, [settings.s3.models_bucket])
+    return train_model_version(
+        ctx.session_factory,
+        client,
+        embedder,
+        config,
+        models_bucket=settings.s3.models_bucket,
+        model_store=settings.model_store,
+        min_side=int(embedder_config.image_size * max(embedder_config.scales)),
+        feature_cache=settings.state_dir / "training-features" / embedder_config.key(),
+        folds=int(options.get("folds", 5)),
+        rejection=rec.non_landmark_rejection,
+        activate=activate,
+        progress=progress,
+    )
+
+
+@shared_task(name="training.train_model", bind=True, acks_late=True)
+def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> dict[str, Any]:
+    """Train a model version; ``options`` are :class:`shared.training.trainer.TrainConfig` fields plus ``folds``."""
+
+    def report(p: Any) -> None:
+        self.update_state(state="PROGRESS", meta=p.as_meta())
+
+    row = train_from_options(options, activate=activate, progress=report)
+    return {"version": row.version, "status": row.status.value, "thresholds": row.thresholds}

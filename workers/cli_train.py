@@ -1,0 +1,102 @@
+"""`landmarks model train` (and the body of `landmarks eval --train`): training the embedding head.
+
+Without ``--wait`` the run is enqueued on the ``training`` queue (its own workers: never delays recognition);
+with ``--wait`` it runs here with a progress bar. Both call :func:`shared.training.service.train_model_version`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shared.training.losses import LOSSES
+
+console = Console()
+MODES = ("features", "finetune")
+
+
+def _check(loss: str, mode: str) -> None:
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
+    if mode == "finetune":
+        console.print("[red]error:[/] --mode finetune is not available yet; use --mode features")
+        raise typer.Exit(2)
+
+
+def training_progress(progress: Progress) -> Any:
+    """A :data:`shared.training.pipeline.ProgressFn` that drives a rich progress bar (one bar over all runs)."""
+    task = progress.add_task("training", total=None)
+
+    def update(p: Any) -> None:
+        e = p.epoch
+        if e is None:
+            progress.update(task, description=f"{p.phase}")
+            return
+        progress.update(
+            task,
+            description=f"{p.phase} stage {e.stage}/{e.stages} epoch {e.epoch}/{e.epochs} loss {e.loss:.4f}",
+            completed=(p.run - 1) + (e.epoch / e.epochs) * (e.stage / e.stages),
+            total=p.runs,
+        )
+
+    return update
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
+
+
+def model_train(
+    wait: Annotated[bool, typer.Option(help="Train here (with a progress bar) instead of enqueueing.")] = False,
+    loss: Annotated[str, typer.Option(help="center | arcface | cosface")] = "center",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the final curriculum stage.")] = 30,
+    mode: Annotated[str, typer.Option(help="features (cached backbone features) | finetune")] = "features",
+    folds: Annotated[int, typer.Option(min=2, help="Cross-fitting folds for the calibration.")] = 5,
+    curriculum: Annotated[bool, typer.Option(help="Add one region per stage.")] = True,
+    activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
+) -> None:
+    """Train the embedding head on the gallery, calibrate out-of-fold, publish and register a model version."""
+    _check(loss, mode)
+    options = {"loss": loss, "epochs": epochs, "mode": mode, "folds": folds, "curriculum": curriculum}
+    if not wait:
+        import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from tasks.training import train_model
+
+        result = train_model.delay(options, activate=activate)
+        console.print(f"enqueued training on the training queue: {result.id}")
+        return
+    from tasks.training import train_from_options
+
+    with progress_bar() as progress:
+        row = train_from_options(options, activate=activate, progress=training_progress(progress))
+    console.print(f"trained model version [bold]{row.version}[/] ({row.status.value})")
+    console.print(json.dumps({"thresholds": row.thresholds, "calibration": row.metrics.get("calibration")}))
+
+
+def run_eval_train(
+    rows: Sequence[Any], embedded: Any, model: dict[str, Any], options: Any, *, loss: str, epochs: int
+) -> dict[str, Any]:
+    """Body of ``landmarks eval --train``: the rows' cached embeddings (untrained network) train the head."""
+    from shared.training.evaluate import train_and_evaluate
+    from shared.training.trainer import TrainConfig
+
+    _check(loss, "features")
+    with progress_bar() as progress:
+        report, _ = train_and_evaluate(
+            rows, embedded, model, options, TrainConfig(loss=loss, epochs=epochs), progress=training_progress(progress)
+        )
+    return report
+
+
+def register(app: typer.Typer | None = None) -> None:
+    """Add ``train`` to the ``model`` group (``app`` is unused: the group is already mounted by cli_gallery)."""
+    from workers.cli_gallery import model_app
+
+    model_app.command("train")(model_train)
