@@ -99,4 +99,5 @@ def register(app: typer.Typer | None = None) -> None:
     """Add ``train`` to the ``model`` group (``app`` is unused: the group is already mounted by cli_gallery)."""
     from workers.cli_gallery import model_app
 
-    model_app.command("train")(model_train)
+    if not any(c.name == "train" for c in model_app.registered_commands):  # idempotent (tests register too)
+        model_app.command("train")(model_train)

@@ -5,7 +5,7 @@ The steps, each a function the evaluator, the CLI and the Celery task share:
 1. the final run on every photo; its gallery embeddings give the multi-centroid index and references;
 2. K more runs, each without one fold of the non-landmark photos; the held-out photos are scored against
    that run's own centroids, references and presence gate (:mod:`shared.training.crossfit`);
-3. thresholds at the target non-landmark rejection from the pooled held-out scores of step 1 (report: "out-of-fold").
+3. thresholds at the target non-landmark rejection from the pooled held-out scores of step 2 (report: "out-of-fold").
 """
 
 from __future__ import annotations

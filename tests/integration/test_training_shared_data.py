@@ -1,0 +1,61 @@
+"""`eval --train` on the real development corpus: a head trained on cached features (out-of-fold calibration)
+against raw backbone features, both at 99% non-landmark rejection. Embeddings come from the evaluator's cache
+under the state dir (the first run embeds 1,485 photos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.shared_data, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def reports(shared_data: Path) -> dict[str, Any]:
+    manifest = shared_data / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} is absent")
+    from shared.model import Embedder, EmbedderConfig
+    from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.settings import RecognitionSettings, Settings
+    from shared.training.evaluate import train_and_evaluate
+    from shared.training.trainer import TrainConfig
+
+    rec = RecognitionSettings()
+    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
+    rows = read_eval_manifest(manifest)
+    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size)
+    embedded = embed_rows(
+        rows, embedder, cache_dir=Settings().state_dir / "embeddings" / config.key(), min_side=config.image_size
+    )
+    assert not embedded.failed
+    options = EvalOptions(rejection=rec.non_landmark_rejection)
+    raw = evaluate_embeddings(rows, embedded, embedder.describe(), options)
+    trained, _ = train_and_evaluate(rows, embedded, embedder.describe(), options, TrainConfig())
+    return {"raw": raw, "trained": trained}
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark")}
+
+
+def test_trained_head_is_calibrated_out_of_fold_and_keeps_rejecting_non_landmarks(reports: dict[str, Any]) -> None:
+    trained = reports["trained"]
+    assert trained["calibration_method"] == "out-of-fold"
+    assert trained["training"]["final_loss"] < trained["training"]["first_loss"]
+    assert trained["non_landmark_accuracy"] >= 0.97, _summary(trained)  # 84 test photos: at most 2 accepted
+
+
+def test_trained_head_beats_raw_backbone_features(reports: dict[str, Any]) -> None:
+    raw, trained = reports["raw"], reports["trained"]
+    assert trained["landmark_accuracy"] > raw["landmark_accuracy"], (_summary(raw), _summary(trained))
+
+
+@pytest.mark.xfail(reason="issue target not reached yet with frozen features (see the training report)", strict=False)
+def test_trained_head_reaches_the_issue_target(reports: dict[str, Any]) -> None:
+    trained = reports["trained"]
+    assert trained["non_landmark_accuracy"] >= 0.99, _summary(trained)
+    assert trained["landmark_accuracy"] >= 0.90, _summary(trained)
+    assert trained["wrong_landmark"] <= 3, _summary(trained)
