@@ -122,7 +122,7 @@ def fold_assignment(n: int, folds: int, seed: int = 0) -> np.ndarray:
 
 
 def out_of_fold_scores(
-    non_landmark_rows: np.ndarray,
+    rows: np.ndarray,
     fit_without: Callable[[np.ndarray], FoldModel],
     landmarks: Sequence[LandmarkInfo],
     decision: DecisionParams,
@@ -130,18 +130,19 @@ def out_of_fold_scores(
     *,
     folds: int = 5,
     seed: int = 0,
-) -> ScoreSet:
-    """Held-out scores of every non-landmark training row. ``fit_without(rows)`` trains a model on all samples
-    except ``rows`` and returns it with the held-out rows' embeddings (in the order given); they are scored
-    against that run's own index."""
-    assignment = fold_assignment(len(non_landmark_rows), folds, seed)
-    parts = []
+) -> tuple[ScoreSet, np.ndarray]:
+    """Held-out scores of ``rows`` (and those rows in the order scored). ``fit_without(held)`` trains a model on
+    all samples except ``held`` and returns it with the held-out rows' embeddings (in the order given); they are
+    scored against that run's own index."""
+    assignment = fold_assignment(len(rows), folds, seed)
+    parts, order = [], []
     for k in range(folds):
-        held = np.asarray(non_landmark_rows)[assignment == k]
+        held = np.asarray(rows)[assignment == k]
         model = fit_without(held)
         bundle = index_bundle(model.gallery, model.gallery_landmarks, model.held_out, landmarks, decision, options)
         parts.append(score(bundle, model.held_out, model.gate))
-    return ScoreSet.concat(parts)
+        order.append(held)
+    return ScoreSet.concat(parts), np.concatenate(order)
 
 
 @dataclass(frozen=True)
@@ -176,32 +177,58 @@ def calibrate(
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     gate_rejection: float = 0.9,
+    landmark_scores: ScoreSet | None = None,
+    landmark_truth: np.ndarray | None = None,
+    max_wrong_rate: float = 0.01,
     method: str = CALIBRATION_OUT_OF_FOLD,
 ) -> Calibration:
     """Thresholds from non-landmark scores (held-out ones: see the module docstring).
 
     The centroid gate and the presence gate each reject a share of the photos (``global_rejection``,
-    ``gate_rejection``); the verification threshold is then the lowest that makes the whole rule (with the given
-    ``margin``, calibrated on the gallery) reject ``rejection`` of them, so the tests do not compound into a far
-    stricter rule than asked for.
+    ``gate_rejection``); the verification threshold is then the lowest that makes the whole rule reject
+    ``rejection`` of them, so the tests do not compound into a far stricter rule than asked for.
+
+    With held-out scores of landmark photos (``landmark_scores`` and their true ids), the margin is chosen too:
+    among the given ``margin`` and the quantiles of the held-out wrong answers' margins, the one that accepts the
+    most right answers while at most ``max_wrong_rate`` of the landmark photos get a wrong landmark.
     """
     c = scores.candidates
     global_score = calibrate_threshold(c.centroid, global_rejection)
-    passed = (c.centroid > global_score) & (c.margin > margin)
-    gate_threshold = None
-    if scores.gate is not None:
-        gate_threshold = calibrate_threshold(scores.gate, gate_rejection)
-        passed &= scores.gate > gate_threshold
-    verification = joint_threshold(c.verification, passed, rejection)
-    thresholds = Thresholds(
-        global_score=global_score,
-        verification=verification,
-        geo=calibrate_threshold(c.centroid, geo_rejection),
-        margin=margin,
+    gate_threshold = None if scores.gate is None else calibrate_threshold(scores.gate, gate_rejection)
+
+    def rule(m: float) -> Calibration:
+        passed = (c.centroid > global_score) & (c.margin > m)
+        if gate_threshold is not None:
+            passed &= scores.gate > gate_threshold  # type: ignore[operator]
+        verification = joint_threshold(c.verification, passed, rejection)
+        thresholds = Thresholds(
+            global_score=global_score,
+            verification=verification,
+            geo=calibrate_threshold(c.centroid, geo_rejection),
+            margin=m,
+        )
+        n_accepted = int(np.sum(passed & (c.verification > verification)))
+        return Calibration(thresholds, gate_threshold, method, len(c.centroid), n_accepted)
+
+    if landmark_scores is None or landmark_truth is None or not len(landmark_truth):
+        return rule(margin)
+    lc = landmark_scores.candidates
+    wrong_any = lc.best_ids != np.asarray(landmark_truth)
+    finite = np.isfinite(lc.margin) & wrong_any
+    candidates = (
+        [margin, *np.quantile(lc.margin[finite], np.linspace(0.1, 0.95, 18)).tolist()] if finite.any() else [margin]
     )
-    return Calibration(
-        thresholds, gate_threshold, method, len(c.centroid), int(np.sum(passed & (c.verification > verification)))
-    )
+    best: tuple[tuple[int, int], Calibration] | None = None
+    for m in sorted({max(0.0, float(x)) for x in candidates}):
+        cal = rule(m)
+        ok = accepted(landmark_scores, cal)
+        right, wrong = int(np.sum(ok & ~wrong_any)), int(np.sum(ok & wrong_any))
+        feasible = wrong <= max_wrong_rate * len(landmark_truth)
+        key = (1, right) if feasible else (0, -wrong)
+        if best is None or key > best[0]:
+            best = (key, cal)
+    assert best is not None
+    return best[1]
 
 
 def accepted(scores: ScoreSet, calibration: Calibration) -> np.ndarray:

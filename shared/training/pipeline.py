@@ -3,9 +3,10 @@
 The steps, each a function the evaluator, the CLI and the Celery task share:
 
 1. the final run on every photo; its gallery embeddings give the multi-centroid index and references;
-2. K more runs, each without one fold of the non-landmark photos; the held-out photos are scored against
-   that run's own centroids, references and presence gate (:mod:`shared.training.crossfit`);
-3. thresholds at the target non-landmark rejection from the pooled held-out scores of step 2 (report: "out-of-fold").
+2. K more runs, each without one fold of the training photos; the held-out photos are scored against that
+   run's own centroids, references and presence gate (:mod:`shared.training.crossfit`);
+3. thresholds at the target non-landmark rejection from the pooled held-out non-landmark scores of step 2, and
+   the margin from the held-out landmark photos' wrong answers (report: "out-of-fold").
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def train_model(
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     gate_rejection: float = 0.9,
+    max_wrong_rate: float = 0.01,
     use_gate: bool = True,
     index: IndexOptions | None = None,
     metrics: dict[str, Any] | None = None,
@@ -181,19 +183,33 @@ def train_model(
         )
 
     if folds >= 2:
-        scores = out_of_fold_scores(non_landmark_rows, fit_without, landmarks, decision, index, folds=folds)
-        method = CALIBRATION_OUT_OF_FOLD
+        # Cross-fit over all training photos: held-out non-landmarks calibrate the thresholds, held-out landmark
+        # photos the margin (their wrong answers are what the margin is for).
+        everyone = np.arange(len(ds.features))
+        scores, order = out_of_fold_scores(everyone, fit_without, landmarks, decision, index, folds=folds)
+        is_nl = ds.data.labels[order] == ds.data.no_landmark
+        calibration = calibrate(
+            scores.subset(is_nl),
+            final.thresholds.margin,
+            rejection=rejection,
+            global_rejection=global_rejection,
+            geo_rejection=geo_rejection,
+            gate_rejection=gate_rejection,
+            landmark_scores=scores.subset(~is_nl),
+            landmark_truth=ids[ds.data.labels[order][~is_nl]],
+            max_wrong_rate=max_wrong_rate,
+            method=CALIBRATION_OUT_OF_FOLD,
+        )
     else:
-        scores, method = score(final, emb[non_landmark_rows], gate), CALIBRATION_IN_SAMPLE
-    calibration = calibrate(
-        scores,
-        final.thresholds.margin,
-        rejection=rejection,
-        global_rejection=global_rejection,
-        geo_rejection=geo_rejection,
-        gate_rejection=gate_rejection,
-        method=method,
-    )
+        calibration = calibrate(
+            score(final, emb[non_landmark_rows], gate),
+            final.thresholds.margin,
+            rejection=rejection,
+            global_rejection=global_rejection,
+            geo_rejection=geo_rejection,
+            gate_rejection=gate_rejection,
+            method=CALIBRATION_IN_SAMPLE,
+        )
     model_info = {**model, "embedding_dim": int(emb.shape[1])}
     if gate is not None and calibration.gate_threshold is not None:
         model_info["presence_gate"] = {**gate.to_dict(), "threshold": calibration.gate_threshold}
