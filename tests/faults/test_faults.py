@@ -78,8 +78,16 @@ def test_postgres_restarted_mid_task(faults: FaultStack) -> None:
     faults.stop_postgres()  # fast shutdown: open transactions are cut off
     time.sleep(5)
     faults.start_postgres()
-    _, swept = faults.settle(keys, quiet_s=30)
+    photos, swept = faults.settle(keys, quiet_s=60)
     assert_all_done(faults, keys, swept, "a PostgreSQL restart")
+    assert not swept, "retries alone should have recovered every photo"
+    ids = {str(p.id) for p in photos.values()}
+    retried = [
+        line["task"]
+        for line in faults.log_lines()
+        if line.get("event") == "task_finished" and line.get("state") == "retry" and line.get("photo_id") in ids
+    ]
+    assert retried, "no task of the batch met the outage (nothing was retried)"
 
 
 def test_s3_down_for_30_s_then_retries_and_the_sweep_recover(faults: FaultStack) -> None:
