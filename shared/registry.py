@@ -7,6 +7,7 @@ new bundle once, so `landmarks model activate` takes effect without a restart.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,7 +107,13 @@ def bundle_uri(bucket: str, version: str) -> str:
     return f"s3://{bucket}/{version}/"
 
 
+SAFE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 def local_bundle_dir(model_store: Path, version: str) -> Path:
+    """The bundle's cache folder; a version name that could leave ``model_store`` is refused."""
+    if not SAFE_VERSION.match(version) or ".." in version:
+        raise ValueError(f"unsafe model version name {version!r}")
     return model_store / version
 
 

@@ -96,14 +96,11 @@ def test_only_the_bundle_download_writes_objects_to_disk() -> None:
     assert writers == ["shared/recognition/bundle.py"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared.registry.local_bundle_dir joins the version name as given: it needs a check that the result "
-    "stays inside model_store (version names come from the database, written by model builds)",
-)
-@pytest.mark.parametrize("version", ["../../etc", "/etc", "v1/../../.."])
+@pytest.mark.parametrize("version", ["../../etc", "/etc", "v1/../../..", "..", ""])
 def test_a_version_name_cannot_place_its_bundle_outside_the_model_store(tmp_path: Path, version: str) -> None:
     from shared.registry import local_bundle_dir
 
     store = (tmp_path / "models").resolve()
-    assert local_bundle_dir(store, version).resolve().is_relative_to(store)
+    with pytest.raises(ValueError, match="unsafe model version name"):
+        local_bundle_dir(store, version)
+    assert local_bundle_dir(store, "v0003-20261125T120501").resolve().is_relative_to(store)
