@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--backbones", nargs="*", default=None)
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 16])
+    parser.add_argument("--photos", type=int, default=None, help="photos timed per row (default 16 quick, 64)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -70,7 +71,7 @@ def main() -> None:
     backbones = args.backbones or (
         ["efficientnet_lite2"] if args.quick else ["efficientnet_lite2", "resnet50", "wide_resnet50_2"]
     )
-    photos = 16 if args.quick else 64
+    photos = args.photos or (16 if args.quick else 64)
     results = []
     console = Console()
     for name in backbones:
