@@ -131,6 +131,19 @@ def keys_without_rows(session: Session, bucket: str, keys: list[str]) -> list[st
     return [k for k in keys if k not in known]
 
 
+def keys_missing_from_listing(session: Session, bucket: str, listed: set[str], *, listed_since: datetime) -> list[str]:
+    """Live photo rows whose object was not in a listing that started at ``listed_since`` (a lost delete event).
+
+    Rows created after the listing began are left alone: their object may have been uploaded behind the cursor.
+    """
+    rows = session.execute(
+        select(Photo.key).where(
+            Photo.bucket == bucket, Photo.status != PhotoStatus.deleted, Photo.created_at < listed_since
+        )
+    ).scalars()
+    return [key for key in rows if key not in listed]
+
+
 def stuck_photo_ids(session: Session, *, older_than: timedelta, limit: int = 1000) -> list[uuid.UUID]:
     """Photos left pending or processing for too long (their task was lost); the sweep re-enqueues them."""
     cutoff = datetime.now().astimezone() - older_than

@@ -48,7 +48,7 @@ class RecognitionSettings(BaseModel):
 
     backbone: str = "efficientnet_lite2"
     pooling: str = "gem"
-    image_size: int = 260
+    image_size: int = 384  # long side; dev corpus: 0.89 landmark accuracy at 384 vs 0.79 at 260 (same rejection)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 16
     # Torch threads per recognize worker process. Measured here: 1 thread gives ~170 ms per photo where torch's

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from celery import shared_task
 from celery.signals import worker_process_init
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from shared import photos
@@ -98,12 +99,16 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def reconcile_bucket(bucket: str) -> dict[str, int]:
-    """List the bucket, enqueue objects that have no photo row, re-enqueue photos whose task was lost."""
+    """List the bucket: enqueue objects without a photo row, mark rows without an object deleted (a lost delete
+    event), and re-enqueue photos whose task was lost."""
     from tasks.recognition import recognize_photo
 
     ctx = context()
     enqueued = listed = 0
     page: list[str] = []
+    seen: set[str] = set()
+    with ctx.session() as session:
+        started = session.execute(select(func.now())).scalar_one()  # the database's clock, like created_at
 
     def flush() -> int:
         with ctx.session() as session:
@@ -117,16 +122,21 @@ def reconcile_bucket(bucket: str) -> dict[str, int]:
     for info in list_objects(ctx.minio, bucket):
         listed += 1
         page.append(info.key)
+        seen.add(info.key)
         if len(page) >= RECONCILE_PAGE:
             enqueued += flush()
     enqueued += flush()
+    with ctx.session() as session:
+        gone = photos.keys_missing_from_listing(session, bucket, seen, listed_since=started)
+        for key in gone:  # their delete event was lost: same outcome as the event
+            photos.record_removed(session, bucket=bucket, key=key)
     with ctx.session() as session:
         stuck = photos.stuck_photo_ids(session, older_than=timedelta(seconds=ctx.settings.stuck_after_s))
     for photo_id in stuck:
         # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
         recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)
-    log.info("reconciled", bucket=bucket, listed=listed, enqueued=enqueued, requeued=len(stuck))
-    return {"listed": listed, "enqueued": enqueued, "requeued": len(stuck)}
+    log.info("reconciled", bucket=bucket, listed=listed, enqueued=enqueued, removed=len(gone), requeued=len(stuck))
+    return {"listed": listed, "enqueued": enqueued, "removed": len(gone), "requeued": len(stuck)}
 
 
 @shared_task(name="ingest.reconcile", acks_late=True, autoretry_for=RETRYABLE, retry_backoff=True, max_retries=5)
