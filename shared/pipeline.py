@@ -1,7 +1,7 @@
 """The upload pipeline's steps, free of Celery: claim a photo, recognise its object, apply the result.
 
 ``recognize_object`` runs on the recognize workers (fetch, decode, embed, decide); ``apply_recognition``
-runs on the albums workers: recognitions, photo metadata and album membership in one transaction.
+runs on the albums workers: recognitions, scene tags, photo metadata and album membership in one transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from minio import Minio
 from sqlalchemy import delete, func, select
@@ -21,6 +21,7 @@ from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, Recognit
 from shared.errors import PermanentError
 from shared.failures import resolve_failures
 from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
+from shared.scenes.store import set_scene_tags
 from shared.storage import ObjectMissing, read_object
 
 
@@ -47,12 +48,14 @@ class RecognitionOutcome:
     matches: list[LandmarkMatch]
     meta: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scenes: dict[str, float] = field(default_factory=dict)  # scene label -> score (``shared.scenes``)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "matches": [asdict(m) for m in self.matches],
             "meta": self.meta,
             "timings_ms": self.timings_ms,
+            "scenes": self.scenes,
         }
 
 
@@ -63,6 +66,15 @@ class PhotoRecognizer(Protocol):
     min_side: int
 
     def recognize_photos(self, photos: list[DecodedPhoto]) -> list[list[LandmarkMatch]]: ...
+
+
+@runtime_checkable
+class TagsScenes(Protocol):
+    """A recognizer that also tags scenes from the same forward pass (``shared.recognition.Recognizer``)."""
+
+    def recognize_photos_with_scenes(
+        self, photos: list[DecodedPhoto]
+    ) -> list[tuple[list[LandmarkMatch], dict[str, float]]]: ...
 
 
 def claim_photo(session: Session, photo_id: uuid.UUID) -> PhotoRef | None:
@@ -91,7 +103,11 @@ def recognize_object(
     except ImageDecodeError as exc:
         raise PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}") from exc
     t2 = time.perf_counter()
-    matches = recognizer.recognize_photos([decoded])[0]
+    scenes: dict[str, float] = {}
+    if isinstance(recognizer, TagsScenes):
+        matches, scenes = recognizer.recognize_photos_with_scenes([decoded])[0]
+    else:
+        matches = recognizer.recognize_photos([decoded])[0]
     t3 = time.perf_counter()
     meta = decoded.meta
     return RecognitionOutcome(
@@ -104,6 +120,7 @@ def recognize_object(
             "taken_at": meta.taken_at.isoformat() if meta.taken_at else None,
         },
         timings_ms={"fetch": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "recognize": (t3 - t2) * 1e3},
+        scenes=scenes,
     )
 
 
@@ -136,6 +153,7 @@ def apply_recognition(
                 verified=match.verified,
             )
         )
+    set_scene_tags(session, photo_id, model_version_id, outcome.get("scenes") or {})
     meta = outcome.get("meta") or {}
     if meta.get("gps"):
         photo.lat, photo.lon = meta["gps"]

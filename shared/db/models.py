@@ -314,3 +314,21 @@ class EventCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+class SceneTag(Base):
+    """A scene label (architecture, food, ...) of one photo by one model version; replaced when reprocessed."""
+
+    __tablename__ = "scene_tags"
+    __table_args__ = (
+        UniqueConstraint("photo_id", "model_version_id", "label"),
+        # Scene albums: a version's photos with a label.
+        Index("ix_scene_tags_version_label", "model_version_id", "label"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), nullable=False)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), nullable=False)
+    label: Mapped[str] = mapped_column(String(64), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = _now()
