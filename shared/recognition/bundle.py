@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.recognition.decision import DecisionParams, Thresholds
+from shared.scenes.tagger import SceneConfig
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -64,6 +65,7 @@ class Bundle:
     decision: DecisionParams = field(default_factory=DecisionParams)
     metrics: dict[str, Any] = field(default_factory=dict)
     head_state: dict[str, Any] | None = None
+    scenes: SceneConfig = field(default_factory=SceneConfig)  # scene tag threshold and landmark prior
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -115,6 +117,7 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             "embedding_dim": bundle.embedding_dim,
             "thresholds": bundle.thresholds.to_dict(),
             "decision": asdict(bundle.decision),
+            "scenes": bundle.scenes.to_dict(),
             "metrics": bundle.metrics,
             "landmarks": [asdict(lm) for lm in bundle.landmarks],
             "files": files,
@@ -176,6 +179,7 @@ def load_bundle(folder: Path) -> Bundle:
         decision=DecisionParams(**manifest.get("decision", {})),
         metrics=manifest.get("metrics", {}),
         head_state=head_state,
+        scenes=SceneConfig.from_dict(manifest.get("scenes")),
         created_at=manifest["created_at"],
         **arrays,
     )

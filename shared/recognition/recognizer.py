@@ -3,20 +3,25 @@
 ``recognize`` = ``embed`` + ``decide``; the stages are public so callers can time decode, embed, search and verify
 separately. The embedder is anything with ``embed(list[PIL.Image]) -> N x D float32``; :meth:`from_bundle` builds
 the torch one lazily (the network itself loads on first use, once per process).
+
+Scene tags come from the same forward pass when the embedder also has ``embed_with_logits`` (the backbone's
+ImageNet classifier); their landmark-like mass feeds the bundle's scene prior, when it has one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from shared.index import LandmarkIndex, l2_normalize
 from shared.recognition.bundle import Bundle
-from shared.recognition.decision import LandmarkGeo, RecognitionResult, decide
+from shared.recognition.decision import LandmarkGeo, RecognitionResult, Thresholds, decide
+from shared.scenes import SceneMapping, landmark_mass, load_mapping, scene_tags
 
 if TYPE_CHECKING:
     from shared.imaging import DecodedPhoto
@@ -26,11 +31,32 @@ class EmbedsImages(Protocol):
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class ClassifiesImages(Protocol):
+    """An embedder that also gives ImageNet logits from the same forward pass (``shared.model.Embedder``)."""
+
+    @property
+    def has_classifier(self) -> bool: ...
+
+    def embed_with_logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 class Recognizer:
-    def __init__(self, bundle: Bundle, embedder: EmbedsImages, *, min_side: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        embedder: EmbedsImages,
+        *,
+        min_side: int | None = None,
+        scene_mapping: SceneMapping | None = None,
+    ) -> None:
         self.bundle = bundle
         self.embedder = embedder
         self.version = bundle.version
+        self.scenes = bundle.scenes
+        self.scene_mapping = scene_mapping or load_mapping()
+        prior = bundle.scenes.prior
+        self.prior_thresholds = Thresholds.from_dict(prior.thresholds) if prior.thresholds else bundle.thresholds
         # Decode no smaller than the network input (the largest test-time scale included).
         scales = bundle.model.get("scales") or [1.0]
         self.min_side = min_side or int(round(int(bundle.model.get("image_size", 260)) * max(scales)))
@@ -52,8 +78,10 @@ class Recognizer:
         batch_size: int = 16,
         weights_path: Path | None = None,
         threads: int | None = None,
+        scenes: bool = True,
     ) -> Recognizer:
-        """A recognizer with the torch embedder the bundle describes (loaded lazily on first embed)."""
+        """A recognizer with the torch embedder the bundle describes (loaded lazily on first embed);
+        ``scenes`` also loads the backbone's classifier for scene tags and the prior."""
         from shared.model import Embedder, EmbedderConfig
 
         embedder = Embedder(
@@ -63,6 +91,7 @@ class Recognizer:
             weights_path=weights_path,
             head_state=bundle.head_state,
             threads=threads,
+            classifier=scenes,
         )
         return cls(bundle, embedder)
 
@@ -70,10 +99,27 @@ class Recognizer:
         images = [p if isinstance(p, Image.Image) else p.image for p in photos]
         return l2_normalize(self.embedder.embed(images))
 
+    def embed_with_logits(self, photos: Sequence[DecodedPhoto | Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Embeddings and, when the embedder has a classifier, ImageNet logits from the same forward pass."""
+        images = [p if isinstance(p, Image.Image) else p.image for p in photos]
+        if isinstance(self.embedder, ClassifiesImages) and self.embedder.has_classifier:
+            e, logits = self.embedder.embed_with_logits(images)
+            return l2_normalize(e), logits
+        return l2_normalize(self.embedder.embed(images)), None
+
     def decide(
-        self, embeddings: np.ndarray, gps_list: Sequence[tuple[float, float] | None] | None = None
+        self,
+        embeddings: np.ndarray,
+        gps_list: Sequence[tuple[float, float] | None] | None = None,
+        masses: np.ndarray | None = None,
     ) -> list[RecognitionResult]:
+        """One decision per embedding. ``masses`` (landmark-like scene mass per photo) applies the bundle's scene
+        prior when it has one; without them the decision is the plain one."""
         gps_list = gps_list if gps_list is not None else [None] * len(embeddings)
+        if masses is None or not self.scenes.prior.enabled:
+            per_photo = [self.bundle.thresholds] * len(embeddings)
+        else:
+            per_photo = [_raised(self.prior_thresholds, float(p)) for p in self.scenes.prior.penalty(masses)]
         return [
             decide(
                 e,
@@ -81,34 +127,46 @@ class Recognizer:
                 centroids=self.centroids,
                 references=self.references,
                 geo=self.geo,
-                thresholds=self.bundle.thresholds,
+                thresholds=t,
                 params=self.bundle.decision,
                 model_version=self.version,
             )
-            for e, g in zip(embeddings, gps_list, strict=True)
+            for e, g, t in zip(embeddings, gps_list, per_photo, strict=True)
         ]
 
     def recognize(self, photos: Sequence[DecodedPhoto]) -> list[RecognitionResult]:
         """Batched: one embedding pass for all photos, then one decision each (GPS from the photo's EXIF)."""
+        return [r for r, _ in self.recognize_with_scenes(photos)]
+
+    def recognize_with_scenes(self, photos: Sequence[DecodedPhoto]) -> list[tuple[RecognitionResult, dict[str, float]]]:
+        """Like :meth:`recognize`, plus each photo's scene tags (empty without a classifier)."""
         if not photos:
             return []
-        return self.decide(self.embed(photos), [p.meta.gps for p in photos])
+        embeddings, logits = self.embed_with_logits(photos)
+        if logits is None:
+            return [(r, {}) for r in self.decide(embeddings, [p.meta.gps for p in photos])]
+        masses = landmark_mass(logits, self.scene_mapping, self.scenes.prior.labels)
+        results = self.decide(embeddings, [p.meta.gps for p in photos], masses)
+        return list(zip(results, scene_tags(logits, self.scene_mapping, self.scenes.threshold), strict=True))
 
     def recognize_photos(self, photos: list[DecodedPhoto]) -> list[list[Any]]:
         """``shared.pipeline.PhotoRecognizer``: per photo, its matches by slug (one "none" entry when none)."""
+        return [matches for matches, _ in self.recognize_photos_with_scenes(photos)]
+
+    def recognize_photos_with_scenes(self, photos: list[DecodedPhoto]) -> list[tuple[list[Any], dict[str, float]]]:
+        """``shared.pipeline.TagsScenes``: per photo, its matches by slug and its scene tags."""
         from shared.pipeline import LandmarkMatch
 
-        out = []
-        for r in self.recognize(photos):
+        out: list[tuple[list[Any], dict[str, float]]] = []
+        for r, tags in self.recognize_with_scenes(photos):
             if not r.matches:
-                out.append([LandmarkMatch(None, float(r.score), r.method, False)])
+                out.append(([LandmarkMatch(None, float(r.score), r.method, False)], tags))
                 continue
-            out.append(
-                [
-                    LandmarkMatch(self.slug(m.landmark_id), float(m.score), m.method, m.verification_score is not None)
-                    for m in r.matches
-                ]
-            )
+            matches = [
+                LandmarkMatch(self.slug(m.landmark_id), float(m.score), m.method, m.verification_score is not None)
+                for m in r.matches
+            ]
+            out.append((matches, tags))
         return out
 
     def slug(self, landmark_id: int | None) -> str | None:
@@ -129,3 +187,15 @@ class Recognizer:
             "model_version": result.model_version,
             "runner_up": None if ru is None else {"landmark": self.slug(ru[0]), "score": round(float(ru[1]), 4)},
         }
+
+
+def _raised(t: Thresholds, by: float) -> Thresholds:
+    """Thresholds ``by`` higher (the scene prior's penalty), except the centroid gate and the margin."""
+    if by == 0:
+        return t
+    return dataclasses.replace(
+        t,
+        verification=t.verification + by,
+        geo=t.geo + by,
+        per_landmark={k: v + by for k, v in t.per_landmark.items()},
+    )
