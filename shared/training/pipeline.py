@@ -23,6 +23,7 @@ from shared.recognition.decision import DecisionParams
 from shared.training.crossfit import (
     CALIBRATION_IN_SAMPLE,
     CALIBRATION_OUT_OF_FOLD,
+    MAX_WRONG_RATE,
     Calibration,
     FoldModel,
     IndexOptions,
@@ -141,7 +142,7 @@ def train_model(
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     gate_rejection: float = 0.9,
-    max_wrong_rate: float = 0.01,
+    max_wrong_rate: float = MAX_WRONG_RATE,
     use_gate: bool = True,
     index: IndexOptions | None = None,
     metrics: dict[str, Any] | None = None,

@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     input_dropout: float = 0.3
     label_smoothing: float = 0.0
+    identity_init: bool = False  # start the head as the identity (needs embedding_dim == feature dim)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +126,12 @@ def fit(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     head = EmbeddingHead(in_dim, config.embedding_dim).to(device)
+    if config.identity_init:
+        if config.embedding_dim != in_dim:
+            raise ValueError(f"identity_init needs embedding_dim == {in_dim}, got {config.embedding_dim}")
+        with torch.no_grad():
+            head.fc.weight.copy_(torch.eye(in_dim))
+            head.fc.bias.zero_()
     classifier = CosineClassifier(
         config.embedding_dim, data.num_classes, kind=config.loss, s=config.scale, m=config.margin
     ).to(device)

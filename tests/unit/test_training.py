@@ -133,6 +133,7 @@ def _dataset(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[FeatureDataset
     return FeatureDataset(x, TrainingData(y, classes, regions)), landmarks
 
 
+@pytest.mark.slow
 def test_cross_fitted_calibration_does_not_collapse_where_in_sample_does() -> None:
     # High-dimensional noise negatives: a head memorises the ones it trains on, so in-sample they score far
     # below fresh ones and an in-sample threshold lets fresh negatives through.
