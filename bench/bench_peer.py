@@ -303,6 +303,8 @@ def run(manifest: Path, opts: PeerOptions, *, quick: bool, console: Console) -> 
         photos = votes.shortlist(d.features, opts.shortlist, neighbours=opts.neighbours)
         vote_s[key] = time.perf_counter() - t1
         peer[key] = best_of(book, qid[key], d.features, photos, labels)
+        if qid[key] % 100 == 99:
+            console.log(f"peer: {qid[key] + 1}/{len(queries)} photos verified")
     console.print(f"peer: {len(queries)} photos against vote shortlists in {time.perf_counter() - t0:.0f} s")
     peer_threshold = calibrate_inliers([peer[("neg", k)].inliers for k in range(len(negatives))], opts.rejection)
     peer_found = [peer[("test", k)] for k in range(len(tests))]
@@ -402,6 +404,7 @@ def run(manifest: Path, opts: PeerOptions, *, quick: bool, console: Console) -> 
     peer_ms = results[1]["ms_per_photo"]
     whole_ms = results[2]["ms_per_photo"] if sample else None
     return {
+        "embedding": config.key(),
         "rows": {"gallery": len(gallery_i), "calibration_non_landmarks": len(negative_i), "test": len(test_i)},
         "ours_eval": {k: report[k] for k in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark")}
         | {"timings_ms": report["timings_ms"], "thresholds": report["thresholds"]},

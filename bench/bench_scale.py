@@ -450,23 +450,30 @@ def main() -> None:
         f"loaded in {time.perf_counter() - t0:.1f} s; faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads"
     )
     rows: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def report(done: list[int]) -> dict[str, Any]:
+        return {
+            "bench": "scale",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "sizes_done": done,
+            "sizes_planned": list(plan.sizes),
+            "machine": machine_info(),
+            "faiss": {"version": faiss.__version__, "threads": faiss.omp_get_max_threads()},
+            "corpus": {"source": corpus.source, "gallery": len(corpus.gallery), "queries": len(corpus.queries)},
+            "dim": int(corpus.gallery.shape[1]),
+            "wall_s": time.perf_counter() - t0,
+            "results": rows,
+        }
+
+    done: list[int] = []
     for n in plan.sizes:
         rows.extend(run_rung(corpus, model, n, plan, console, seed=args.seed))
-    report = {
-        "bench": "scale",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "machine": machine_info(),
-        "faiss": {"version": faiss.__version__, "threads": faiss.omp_get_max_threads()},
-        "corpus": {"source": corpus.source, "gallery": len(corpus.gallery), "queries": len(corpus.queries)},
-        "dim": int(corpus.gallery.shape[1]),
-        "wall_s": time.perf_counter() - t0,
-        "results": rows,
-    }
+        done.append(n)
+        args.out.write_text(json.dumps(report(done), indent=2))  # a run stopped later keeps the finished rungs
     print_table(console, rows)
     console.print(f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.out}")
 
 
