@@ -56,13 +56,14 @@ def with_scene_prior(
     weight: float,
     *,
     labels: tuple[str, ...] = LANDMARK_LABELS,
+    saturation: float = 1.0,
     rejection: float = 0.99,
     landmark_rejection: float = 1.0,
     geo_rejection: float = 0.9,
     mapping_digest: str | None = None,
 ) -> Bundle:
     """The bundle with a scene prior of ``weight`` and its own calibrated thresholds (``weight`` 0: no prior)."""
-    prior = ScenePrior(weight=weight, labels=labels)
+    prior = ScenePrior(weight=weight, labels=labels, saturation=saturation)
     if weight > 0:
         t = prior_thresholds(
             bundle,

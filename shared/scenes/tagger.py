@@ -50,7 +50,8 @@ def landmark_mass(logits: np.ndarray, mapping: SceneMapping, labels: tuple[str, 
 @dataclass(frozen=True)
 class ScenePrior:
     """Raise the bar for photos with little landmark-like mass: a match needs ``score - penalty`` to pass the
-    thresholds, with ``penalty = weight * (1 - mass)``. ``weight == 0`` turns the prior off.
+    thresholds, with ``penalty = weight * (1 - min(mass / saturation, 1))``: full for a photo with no
+    landmark-like mass, none from ``saturation`` up. ``weight == 0`` turns the prior off.
 
     ``thresholds`` (a ``Thresholds.to_dict()``) were calibrated on the penalised scores of the known
     non-landmarks, so the prior can lower the bar for architecture as well as raise it for food; without them
@@ -59,6 +60,7 @@ class ScenePrior:
 
     weight: float = 0.0
     labels: tuple[str, ...] = LANDMARK_LABELS
+    saturation: float = 1.0
     thresholds: dict[str, Any] | None = None
 
     @property
@@ -66,7 +68,8 @@ class ScenePrior:
         return self.weight > 0
 
     def penalty(self, mass: np.ndarray | float) -> np.ndarray:
-        return self.weight * (1.0 - np.clip(np.asarray(mass, dtype=np.float64), 0.0, 1.0))
+        m = np.asarray(mass, dtype=np.float64) / self.saturation
+        return self.weight * (1.0 - np.clip(m, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class SceneConfig:
             prior=ScenePrior(
                 weight=float(prior.get("weight", 0.0)),
                 labels=tuple(prior.get("labels") or LANDMARK_LABELS),
+                saturation=float(prior.get("saturation", 1.0)),
                 thresholds=prior.get("thresholds"),
             ),
             mapping_digest=data.get("mapping_digest"),

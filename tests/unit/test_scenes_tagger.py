@@ -65,8 +65,10 @@ def test_prior_penalty_and_config_round_trip() -> None:
     prior = ScenePrior(weight=0.2)
     np.testing.assert_allclose(prior.penalty(np.array([1.0, 0.0, 0.5, 1.5])), [0.0, 0.2, 0.1, 0.0])
     assert not ScenePrior().enabled and prior.enabled
+    hinge = ScenePrior(weight=0.2, saturation=0.1)  # full penalty at mass 0, none from mass 0.1 up
+    np.testing.assert_allclose(hinge.penalty(np.array([0.0, 0.05, 0.1, 0.6])), [0.2, 0.1, 0.0, 0.0])
     cfg = SceneConfig(
-        threshold=0.3, prior=ScenePrior(0.1, ("architecture",), {"verification": 0.5}), mapping_digest="ab"
+        threshold=0.3, prior=ScenePrior(0.1, ("architecture",), 0.2, {"verification": 0.5}), mapping_digest="ab"
     )
     assert SceneConfig.from_dict(cfg.to_dict()) == cfg
     old = SceneConfig.from_dict(None)  # a bundle written before scene tags
