@@ -43,6 +43,9 @@ def eval_command(
     save_bundle_dir: Annotated[
         Path | None, typer.Option("--save-bundle", help="Also write the evaluated bundle to this new folder.")
     ] = None,
+    train: Annotated[bool, typer.Option("--train", help="Train the head on the train rows first.")] = False,
+    loss: Annotated[str, typer.Option("--loss", help="With --train: center | arcface | cosface.")] = "center",
+    epochs: Annotated[int, typer.Option("--epochs", min=0, help="With --train: epochs of the last stage.")] = 30,
 ) -> None:
     """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
     from shared.model import Embedder, EmbedderConfig
@@ -86,7 +89,12 @@ def eval_command(
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
     )
-    report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
+    if train:  # training lives in workers.cli_train / shared.training
+        from workers.cli_train import run_eval_train
+
+        report = run_eval_train(rows, embedded, embedder.describe(), options, loss=loss, epochs=epochs)
+    else:
+        report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
     _print_report(console, report)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

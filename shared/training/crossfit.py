@@ -61,11 +61,24 @@ class ScoreSet:
     @staticmethod
     def concat(parts: list[ScoreSet]) -> ScoreSet:
         """Per-photo arrays stacked; per-landmark arrays (the same in every part) taken from the first."""
-        merged = {}
+        merged: dict[str, np.ndarray] = {}
+        columns = [getattr(p.candidates, "landmark_ids", None) for p in parts]
+        union = None if any(c is None for c in columns) else np.unique(np.concatenate(columns))  # type: ignore[arg-type]
         for f in fields(CandidateScores):
             arrays = [getattr(p.candidates, f.name) for p in parts]
             per_photo = all(len(a) == len(p) for a, p in zip(arrays, parts, strict=True))
-            merged[f.name] = np.concatenate(arrays) if per_photo else arrays[0]
+            if f.name == "landmark_ids" and union is not None:
+                merged[f.name] = union
+            elif per_photo and union is not None and all(a.ndim == 2 for a in arrays):
+                # per-landmark columns: a fold may lack a landmark (all its photos held out): -inf there
+                wide = []
+                for a, cols in zip(arrays, columns, strict=True):
+                    w = np.full((len(a), len(union)), -np.inf, dtype=a.dtype)
+                    w[:, np.searchsorted(union, cols)] = a
+                    wide.append(w)
+                merged[f.name] = np.concatenate(wide)
+            else:
+                merged[f.name] = np.concatenate(arrays) if per_photo else arrays[0]
         gates = [p.gate for p in parts]
         gate = None if any(g is None for g in gates) else np.concatenate(gates)  # type: ignore[arg-type]
         return ScoreSet(CandidateScores(**merged), gate)

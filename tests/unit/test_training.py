@@ -176,3 +176,30 @@ def test_a_trained_head_round_trips_through_the_bundle_and_loads_in_the_embedder
     with torch.inference_mode():
         via_net = embedder.net.project(torch.from_numpy(x[:4])).numpy()
     np.testing.assert_allclose(via_net, project(loaded.head_state, x[:4]), atol=1e-5)
+
+
+def test_out_of_fold_scores_align_folds_that_lack_a_landmark() -> None:
+    from dataclasses import fields
+
+    from shared.recognition.build import CandidateScores
+    from shared.training.crossfit import ScoreSet
+
+    def part(n: int, ids: list[int]) -> ScoreSet:
+        values = {}
+        for f in fields(CandidateScores):
+            if f.name == "landmark_ids":
+                values[f.name] = np.array(ids)
+            elif f.name == "all_verification":
+                values[f.name] = np.ones((n, len(ids)), np.float32)
+            elif f.name == "best_ids":
+                values[f.name] = np.full(n, ids[0])
+            else:
+                values[f.name] = np.zeros(n, np.float32)
+        return ScoreSet(CandidateScores(**values), np.zeros(n, np.float32))
+
+    merged = ScoreSet.concat([part(2, [1, 2, 3]), part(3, [1, 3])])
+    assert len(merged) == 5
+    if hasattr(merged.candidates, "all_verification"):
+        assert merged.candidates.all_verification.shape == (5, 3)
+        assert np.isneginf(merged.candidates.all_verification[2:, 1]).all()
+    assert len(merged.subset(np.array([True, False, True, False, True]))) == 3
