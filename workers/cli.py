@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from workers import cli_api, cli_bridge, cli_db, cli_demo, cli_dev, cli_gallery, cli_ops, cli_photos, cli_recognition
+from workers import (
+    cli_api,
+    cli_bridge,
+    cli_db,
+    cli_demo,
+    cli_dev,
+    cli_gallery,
+    cli_ops,
+    cli_photos,
+    cli_recognition,
+    cli_train,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Landmark recognition worker fleet for photo clouds.")
 app.add_typer(cli_dev.app, name="dev", help="Start, stop and inspect the local services.")
@@ -15,6 +26,7 @@ app.add_typer(cli_api.app, name="api", help="The albums HTTP API and the album b
 cli_recognition.register(app)
 cli_photos.register(app)
 cli_gallery.register(app)
+cli_train.register(app)
 cli_ops.register(app)
 
 
