@@ -14,6 +14,7 @@ from workers import (
     cli_ops,
     cli_photos,
     cli_recognition,
+    cli_scenes,
     cli_train,
 )
 
@@ -27,6 +28,7 @@ cli_recognition.register(app)
 cli_photos.register(app)
 cli_gallery.register(app)
 cli_train.register(app)
+cli_scenes.register(app)
 cli_ops.register(app)
 
 
