@@ -160,10 +160,12 @@ def compare_prior(
     saturations: Sequence[float] = (1.0, 0.1),
     mapping: SceneMapping | None = None,
     target: float = 0.99,
+    min_gain: float = 0.01,
 ) -> dict[str, Any]:
     """Tune the prior (labels, saturation, weight) on the train rows by cross-fitting, then report the test rows
     with and without it, both calibrated on all train non-landmarks to the same rejection. Weight 0 (no prior)
-    is always a candidate, so "chosen weight 0" means the prior did not help on the train rows."""
+    is always a candidate and a prior is chosen only if it gains ``min_gain`` train landmark accuracy (one photo
+    in a thousand is noise), so "chosen weight 0" means the prior did not help on the train rows."""
     weights = sorted({0.0, *weights})
     mapping = mapping or load_mapping()
     train_n = [i for i, r in enumerate(rows) if r.split == "train" and not r.is_landmark]
@@ -179,7 +181,8 @@ def compare_prior(
     # Best train landmark accuracy among settings that reject at least as many held-out non-landmarks; ties go
     # to the plain decision (weight 0 sorts first).
     ok = [t for t in tuning if t["non_landmark_accuracy"] >= base["non_landmark_accuracy"]]
-    best = max(ok, key=lambda t: (t["landmark_accuracy"], -t["weight"]))
+    candidate = max(ok, key=lambda t: (t["landmark_accuracy"], -t["weight"]))
+    best = candidate if candidate["landmark_accuracy"] >= base["landmark_accuracy"] + min_gain else base
     bundle = build_eval_bundle(rows, embeddings, model, options)
     test_rows = [rows[i] for i in test]
     labels = tuple(best["labels"])
@@ -202,6 +205,7 @@ def compare_prior(
     return {
         "tuning": tuning,
         "chosen": {k: best[k] for k in ("weight", "labels", "saturation")},
+        "best_candidate": candidate,
         "test_without_prior": _summary(without),
         "test_with_prior": _summary(with_prior),
         # Reading the test rows (not tuning): thresholds raised until the test non-landmark accuracy is reached.
