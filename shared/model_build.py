@@ -21,7 +21,7 @@ from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark, ModelVer
 from shared.db.session import session_scope
 from shared.imaging import ImageDecodeError, decode_photo
 from shared.recognition.build import build_bundle_from_embeddings
-from shared.recognition.bundle import LandmarkInfo, save_bundle, upload_bundle
+from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle, upload_bundle
 from shared.recognition.recognizer import EmbedsImages
 from shared.storage import ObjectMissing, read_object
 
@@ -161,17 +161,33 @@ def build_model(
         rejection=rejection,
         metrics=metrics,
     )
-    folder = save_bundle(bundle, registry.local_bundle_dir(model_store, version))
-    upload_bundle(client, models_bucket, version, folder)
+    return publish_bundle(
+        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+    )
+
+
+def publish_bundle(
+    factory: sessionmaker[Session],
+    client: Minio,
+    bundle: Bundle,
+    *,
+    models_bucket: str,
+    model_store: Path,
+    activate: bool = False,
+) -> ModelVersion:
+    """Save the bundle locally, upload it to the models bucket, register its version (and activate it)."""
+    folder = save_bundle(bundle, registry.local_bundle_dir(model_store, bundle.version))
+    upload_bundle(client, models_bucket, bundle.version, folder)
     with session_scope(factory) as session:
         row = registry.register_version(
             session,
-            version=version,
+            version=bundle.version,
             backbone=str(bundle.model.get("backbone")),
-            artifact_uri=registry.bundle_uri(models_bucket, version),
+            artifact_uri=registry.bundle_uri(models_bucket, bundle.version),
             thresholds=bundle.thresholds.to_dict(),
-            metrics={**metrics, "centroids": len(bundle.centroids), "references": len(bundle.references)},
+            metrics={**bundle.metrics, "centroids": len(bundle.centroids), "references": len(bundle.references)},
         )
         if activate:
-            row = registry.activate(session, version)
+            row = registry.activate(session, bundle.version)
+        session.expunge(row)
     return row

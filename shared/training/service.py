@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import registry
 from shared.db.models import ModelVersion
 from shared.db.session import session_scope
-from shared.model_build import embed_objects, gallery_snapshot
-from shared.recognition.bundle import save_bundle, upload_bundle
+from shared.model_build import embed_objects, gallery_snapshot, publish_bundle
 from shared.recognition.recognizer import EmbedsImages
 from shared.training.curriculum import region_of
 from shared.training.pipeline import FeatureDataset, ProgressFn, TrainingProgress, train_model
@@ -120,18 +119,6 @@ def train_model_version(
         **trained.summary(rejection),
     }
     bundle = trained.bundle.__class__(**{**trained.bundle.__dict__, "metrics": metrics})
-    folder = save_bundle(bundle, registry.local_bundle_dir(model_store, version))
-    upload_bundle(client, models_bucket, version, folder)
-    with session_scope(factory) as session:
-        row = registry.register_version(
-            session,
-            version=version,
-            backbone=str(bundle.model.get("backbone")),
-            artifact_uri=registry.bundle_uri(models_bucket, version),
-            thresholds=bundle.thresholds.to_dict(),
-            metrics={**metrics, "centroids": len(bundle.centroids), "references": len(bundle.references)},
-        )
-        if activate:
-            row = registry.activate(session, version)
-        session.expunge(row)
-    return row
+    return publish_bundle(
+        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+    )
