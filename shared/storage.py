@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,15 +67,22 @@ def ensure_buckets(client: Minio, names: list[str]) -> list[str]:
     return created
 
 
-def stat_object(client: Minio, bucket: str, key: str) -> ObjectInfo:
+@contextmanager
+def _object_errors(client: Minio, bucket: str, key: str) -> Iterator[None]:
+    """A missing object becomes ObjectMissing (permanent), a connection failure ServiceUnavailable (retried)."""
     try:
-        st = client.stat_object(bucket, key)
+        yield
     except S3Error as exc:
         if _is_missing(exc):
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from exc
         raise
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
+
+
+def stat_object(client: Minio, bucket: str, key: str) -> ObjectInfo:
+    with _object_errors(client, bucket, key):
+        st = client.stat_object(bucket, key)
     return ObjectInfo(
         bucket=bucket,
         key=key,
@@ -88,14 +96,8 @@ def stat_object(client: Minio, bucket: str, key: str) -> ObjectInfo:
 
 def read_object(client: Minio, bucket: str, key: str, *, max_bytes: int) -> bytes:
     """The object's bytes; refuses objects larger than ``max_bytes`` (checked while reading)."""
-    try:
+    with _object_errors(client, bucket, key):
         response = client.get_object(bucket, key)
-    except S3Error as exc:
-        if _is_missing(exc):
-            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from exc
-        raise
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _unavailable(client, exc) from exc
     try:
         buf = io.BytesIO()
         for chunk in response.stream(1 << 20):
