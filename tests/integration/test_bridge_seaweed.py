@@ -4,7 +4,6 @@ uploads made with the `minio` client and the cursor in the real PostgreSQL."""
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 import uuid
@@ -20,62 +19,25 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from shared.db.models import EventCursor
-from shared.settings import S3Settings, SeaweedSettings, Settings
+from shared.settings import Settings
 from workers.bridge.cursor import CursorStore
 from workers.bridge.runner import filer_grpc_address
 from workers.bridge.subscriber import SeaweedSubscriber
 from workers.devstack import seaweed
 from workers.devstack.registry import Registry
+from workers.devstack.testing import private_seaweed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "photos"
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_ports(count: int, *, also_free_at: int = 0) -> list[int]:
-    """Ports the OS reports free; with ``also_free_at``, port + offset must be free too (weed's S3 gRPC)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port in ports or port + also_free_at > 65535 or (also_free_at and not _free(port + also_free_at)):
-            continue
-        ports.append(port)
-    return ports
-
-
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A private `weed mini` on free ports (never the dev one), stopped after the module."""
     state = tmp_path_factory.mktemp("weed-state")
-    [s3_port] = _free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
-    names = [
-        "master_port", "master_grpc_port", "volume_port", "volume_grpc_port", "filer_port", "filer_grpc_port",
-        "webdav_port", "admin_port", "admin_grpc_port",
-    ]  # fmt: skip
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    settings = Settings(
-        state_dir=state,
-        s3=S3Settings(endpoint=f"127.0.0.1:{s3_port}", access_key="bridge-test", secret_key="bridge-test-secret"),
-        seaweed=SeaweedSettings(s3_port=s3_port, **ports),
-    )
-    registry = Registry(Path(state))
-    outcome = seaweed.up(settings, registry, timeout=90)
-    if outcome.failed:
-        seaweed.down(settings, registry)
-        pytest.fail(f"could not start SeaweedFS (weed mini): {outcome.detail}", pytrace=False)
-    yield settings
-    seaweed.down(settings, registry)
+    with private_seaweed(state, access_key="bridge-test", secret_key="bridge-test-secret") as settings:
+        yield settings
 
 
 @pytest.fixture

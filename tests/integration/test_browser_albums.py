@@ -28,11 +28,11 @@ from shared.db import migrate
 from shared.db.models import City, Landmark, ModelStatus, ModelVersion
 from shared.db.session import make_engine, make_session_factory, session_scope
 from shared.pipeline import apply_recognition
-from shared.settings import ApiClient, S3Settings, SeaweedSettings, Settings
+from shared.settings import ApiClient, Settings
 from shared.storage import ensure_buckets
 from workers.api import create_app
 from workers.devstack import seaweed
-from workers.devstack.registry import Registry
+from workers.devstack.testing import private_seaweed
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,29 +73,9 @@ def _free_port(also_free_at: int = 0) -> int:
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A private `weed mini` on free ports (never the dev one), stopped after the module."""
     state = tmp_path_factory.mktemp("weed-state")
-    s3_port = _free_port(also_free_at=seaweed.GRPC_OFFSET)
-    names = [
-        "master_port", "master_grpc_port", "volume_port", "volume_grpc_port", "filer_port", "filer_grpc_port",
-        "webdav_port", "admin_port", "admin_grpc_port",
-    ]  # fmt: skip
-    ports: dict[str, int] = {}
-    while len(ports) < len(names):
-        port = _free_port()
-        if port not in ports.values() and port != s3_port:
-            ports[names[len(ports)]] = port
-    settings = Settings(
-        state_dir=state,
-        s3=S3Settings(endpoint=f"127.0.0.1:{s3_port}", access_key="browser-test", secret_key="browser-test-secret"),
-        seaweed=SeaweedSettings(s3_port=s3_port, **ports),
-    )
-    registry = Registry(Path(state))
-    outcome = seaweed.up(settings, registry, timeout=90)
-    if outcome.failed:
-        seaweed.down(settings, registry)
-        pytest.fail(f"could not start SeaweedFS (weed mini): {outcome.detail}", pytrace=False)
-    ensure_buckets(seaweed.client(settings.s3), [BUCKET])
-    yield settings
-    seaweed.down(settings, registry)
+    with private_seaweed(state, access_key="browser-test", secret_key="browser-test-secret") as settings:
+        ensure_buckets(seaweed.client(settings.s3), [BUCKET])
+        yield settings
 
 
 def _jpeg(colour: tuple[int, int, int], label: int) -> bytes:

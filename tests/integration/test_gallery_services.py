@@ -29,11 +29,10 @@ from shared.gallery import (
     set_references,
 )
 from shared.gallery_formats import GalleryRow, gldv2_image_path, read_folder, read_gldv2, read_manifest
-from shared.settings import S3Settings, SeaweedSettings, Settings
+from shared.settings import Settings
 from shared.storage import stat_object
 from workers.devstack import seaweed
-from workers.devstack.registry import Registry
-from workers.devstack.testing import SEAWEED_PORT_FIELDS, free_ports
+from workers.devstack.testing import private_seaweed
 
 pytestmark = pytest.mark.integration
 
@@ -45,21 +44,8 @@ RCC_DIR = Path("/usr/share/gcompris-qt/rcc")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A private `weed mini` on free ports (never the dev one, whose bridge would see our uploads)."""
     state = tmp_path_factory.mktemp("weed-gallery")
-    [s3_port] = free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
-    settings = Settings(
-        state_dir=state,
-        s3=S3Settings(endpoint=f"127.0.0.1:{s3_port}", access_key="gallery-test", secret_key="gallery-test-secret"),
-        seaweed=SeaweedSettings(
-            s3_port=s3_port, **dict(zip(SEAWEED_PORT_FIELDS, free_ports(len(SEAWEED_PORT_FIELDS)), strict=True))
-        ),
-    )
-    registry = Registry(Path(state))
-    outcome = seaweed.up(settings, registry, timeout=90)
-    if outcome.failed:
-        seaweed.down(settings, registry)
-        pytest.fail(f"could not start SeaweedFS (weed mini) for the S3 tests: {outcome.detail}", pytrace=False)
-    yield settings
-    seaweed.down(settings, registry)
+    with private_seaweed(state, access_key="gallery-test", secret_key="gallery-test-secret") as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import traceback
@@ -30,10 +29,10 @@ from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoSt
 from shared.errors import PermanentError
 from shared.failures import record_failure
 from shared.ops.failures import get_failure, list_failures, plan_retry
-from shared.settings import S3Settings, SeaweedSettings, Settings
+from shared.settings import Settings
 from workers.celery_app import REPROCESS_PRIORITY
 from workers.devstack import seaweed
-from workers.devstack.registry import Registry
+from workers.devstack.testing import private_seaweed
 from workers.fleet import priority_key
 
 pytestmark = pytest.mark.integration
@@ -45,46 +44,12 @@ BUCKET = f"ops-photos-{uuid.uuid4().hex[:8]}"
 KEY = "users/falice/tower.jpg"
 
 
-def _free_ports(count: int, *, also_free_at: int = 0) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port in ports or port + also_free_at > 65535:
-            continue
-        if also_free_at:
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port + also_free_at))
-                except OSError:
-                    continue
-        ports.append(port)
-    return ports
-
-
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A private `weed mini` on free ports (never the dev one), stopped after the module."""
     state = tmp_path_factory.mktemp("weed-state")
-    [s3_port] = _free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
-    names = [
-        "master_port", "master_grpc_port", "volume_port", "volume_grpc_port", "filer_port", "filer_grpc_port",
-        "webdav_port", "admin_port", "admin_grpc_port",
-    ]  # fmt: skip
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    settings = Settings(
-        state_dir=state,
-        s3=S3Settings(endpoint=f"127.0.0.1:{s3_port}", access_key="ops-test", secret_key="ops-test-secret"),
-        seaweed=SeaweedSettings(s3_port=s3_port, **ports),
-    )
-    registry = Registry(Path(state))
-    outcome = seaweed.up(settings, registry, timeout=90)
-    if outcome.failed:
-        seaweed.down(settings, registry)
-        pytest.fail(f"could not start SeaweedFS (weed mini): {outcome.detail}", pytrace=False)
-    yield settings
-    seaweed.down(settings, registry)
+    with private_seaweed(state, access_key="ops-test", secret_key="ops-test-secret") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

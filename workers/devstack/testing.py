@@ -157,6 +157,29 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def private_seaweed(state_dir: Path, **s3_fields: Any) -> Iterator[Settings]:
+    """A `weed mini` of the caller's own on free ports (never the dev one), stopped on exit.
+
+    ``s3_fields`` are S3Settings fields (keys, bucket names); the yielded settings point at this server.
+    """
+    [s3_port] = free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
+    ports = dict(zip(SEAWEED_PORT_FIELDS, free_ports(len(SEAWEED_PORT_FIELDS)), strict=True))
+    settings = Settings(
+        state_dir=state_dir,
+        s3=S3Settings(endpoint=f"127.0.0.1:{s3_port}", **s3_fields),
+        seaweed=SeaweedSettings(s3_port=s3_port, **ports),
+    )
+    registry = Registry(Path(state_dir))
+    try:
+        outcome = seaweed.up(settings, registry, timeout=90)
+        if outcome.failed:
+            raise StackError(f"could not start SeaweedFS (weed mini): {outcome.detail}")
+        yield settings
+    finally:
+        seaweed.down(settings, registry)
+
+
 def isolated_settings(state_dir: Path, *, database_url: str, redis_url: str, log_level: str = "INFO") -> Settings:
     """Settings for a stack of its own: weed on free ports, buckets and webhook port of its own."""
     [s3_port] = free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
