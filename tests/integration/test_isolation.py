@@ -18,10 +18,8 @@ import pytest
 from minio import Minio
 
 from shared.recognition.bundle import MANIFEST, BundleIntegrityError, download_bundle
-from shared.settings import S3Settings, SeaweedSettings, Settings
 from workers.devstack import seaweed
-from workers.devstack.registry import Registry
-from workers.devstack.testing import SEAWEED_PORT_FIELDS, free_ports
+from workers.devstack.testing import private_seaweed
 
 pytestmark = [pytest.mark.integration]
 
@@ -33,23 +31,8 @@ ESCAPES = ("../../etc/passwd", "/etc/passwd", "sub/../../../escaped", "..", "../
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
     """A private `weed mini` on free ports with one models bucket."""
     state = tmp_path_factory.mktemp("weed-isolation")
-    [s3_port] = free_ports(1, also_free_at=seaweed.GRPC_OFFSET)
-    ports = dict(zip(SEAWEED_PORT_FIELDS, free_ports(len(SEAWEED_PORT_FIELDS)), strict=True))
-    settings = Settings(
-        state_dir=state,
-        s3=S3Settings(
-            endpoint=f"127.0.0.1:{s3_port}", models_bucket=BUCKET, photos_bucket="p-iso", gallery_bucket="g-iso"
-        ),
-        seaweed=SeaweedSettings(s3_port=s3_port, **ports),
-    )
-    registry = Registry(state)
-    outcome = seaweed.up(settings, registry, timeout=90)
-    try:
-        if outcome.failed:
-            pytest.fail(f"could not start SeaweedFS (weed mini): {outcome.detail}", pytrace=False)
+    with private_seaweed(state, models_bucket=BUCKET, photos_bucket="p-iso", gallery_bucket="g-iso") as settings:
         yield seaweed.client(settings.s3)
-    finally:
-        seaweed.down(settings, registry)
 
 
 def put(client: Minio, key: str, data: bytes) -> None:
