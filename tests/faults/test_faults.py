@@ -73,7 +73,8 @@ def test_redis_restarted_with_tasks_queued_and_running(faults: FaultStack) -> No
 
 
 def test_postgres_restarted_mid_task(faults: FaultStack) -> None:
-    keys = upload_batch(faults, user("paul"), "postgres")
+    # Enough photos that some are still queued or running when PostgreSQL stops (4 finish in well under 1 s).
+    keys = upload_batch(faults, user("paul"), "postgres", 24)
     faults.wait_until(started(faults, keys), "the first photo of the batch to be claimed")
     faults.stop_postgres()  # fast shutdown: open transactions are cut off
     time.sleep(5)
