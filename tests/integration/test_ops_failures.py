@@ -32,7 +32,7 @@ from shared.ops.failures import get_failure, list_failures, plan_retry
 from shared.settings import Settings
 from workers.celery_app import REPROCESS_PRIORITY
 from workers.devstack import seaweed
-from workers.devstack.testing import private_seaweed
+from workers.devstack.testing import flushed_redis, private_seaweed
 from workers.fleet import priority_key
 
 pytestmark = pytest.mark.integration
@@ -87,15 +87,8 @@ def noise(seed: int) -> Image.Image:
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(BROKER)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {BROKER} is unreachable ({exc}): start it with `landmarks dev up`", pytrace=False)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis(BROKER) as client:
+        yield client
 
 
 @pytest.fixture

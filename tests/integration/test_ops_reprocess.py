@@ -23,6 +23,7 @@ from shared.ops.selectors import PhotoSelector, SelectorError, select_photo_ids
 from shared.pipeline import apply_recognition
 from shared.settings import Settings
 from workers.celery_app import LIVE_PRIORITY, REPROCESS_PRIORITY, make_celery
+from workers.devstack.testing import flushed_redis
 from workers.fleet import RECOGNIZE_TASK, priority_key, queue_depths, send_recognitions
 
 pytestmark = pytest.mark.integration
@@ -32,15 +33,8 @@ BROKER = "redis://127.0.0.1:6379/12"  # a database of its own: no dev worker con
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(BROKER)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {BROKER} is unreachable ({exc}): start it with `landmarks dev up`", pytrace=False)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis(BROKER) as client:
+        yield client
 
 
 @pytest.fixture

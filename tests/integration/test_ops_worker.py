@@ -40,6 +40,7 @@ from shared.db.models import (
 from shared.failures import record_failure
 from shared.settings import Settings
 from workers.celery_app import QUEUES, REPROCESS_PRIORITY, make_celery
+from workers.devstack.testing import flushed_redis
 from workers.metrics import collect, metrics_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,15 +70,8 @@ OUTCOME = {"matches": [{"landmark": "w_tower", "score": 0.9, "method": "global+v
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(BROKER)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {BROKER} is unreachable ({exc}): start it with `landmarks dev up`", pytrace=False)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis(BROKER) as client:
+        yield client
 
 
 @pytest.fixture

@@ -84,6 +84,22 @@ def claim_redis_db(server_url: str = "redis://127.0.0.1:6379", candidates: Itera
     raise StackError(f"no empty Redis database among {list(candidates)} at {server_url}")
 
 
+@contextlib.contextmanager
+def flushed_redis(url: str) -> Iterator[redis.Redis]:
+    """A client of the Redis database at ``url``, emptied before and after; a clear error when Redis is down."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        raise StackError(f"Redis at {url} is unreachable ({exc}): start it with `landmarks dev up`") from exc
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
 def release_redis_db(url: str) -> None:
     """Empty the claimed database (broker queues, results, the claim itself)."""
     client = redis.Redis.from_url(url)
