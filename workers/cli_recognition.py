@@ -144,7 +144,8 @@ def recognize_command(
         Path | None, typer.Option("--explain", help="Write the (first) photo with a heat map of the match.")
     ] = None,
 ) -> None:
-    """Recognise local photos with a model bundle (default: <model_store>/active)."""
+    """Recognise local photos with a model bundle (default: <model_store>/active); with a trained bundle the
+    presence gate's logit is shown (``gate`` in the JSON: logit, threshold, vetoed)."""
     from shared.imaging import ImageDecodeError, decode_photo
     from shared.recognition import BundleIntegrityError, Recognizer, load_bundle
     from shared.settings import get_settings
@@ -165,7 +166,8 @@ def recognize_command(
     )
     console = _console()
     table = Table(title=f"model {bundle.version}")
-    for col in ("photo", "landmark", "name", "city", "score", "method", "runner-up"):
+    gated = recognizer.gate is not None  # a trained bundle's presence gate: its logit is shown too
+    for col in ("photo", "landmark", "name", "city", "score", "method", "runner-up", *(("gate",) if gated else ())):
         table.add_column(col)
     failed = 0
     for i, path in enumerate(paths):
@@ -181,14 +183,16 @@ def recognize_command(
             typer.echo(json.dumps({"path": str(path), **info}))
         else:
             ru = info["runner_up"]
+            gate = info.get("gate")
             table.add_row(
                 str(path),
                 info["landmark"] or "-",
                 info["name"] or "-",
                 info["city"] or "-",
                 _fmt(info["score"]),
-                info["method"],
+                f"{info['method']} (gate veto)" if gate and gate["vetoed"] else info["method"],
                 f"{ru['landmark']} {ru['score']:.4f}" if ru else "-",
+                *((f"{gate['logit']:.2f} (threshold {gate['threshold']:.2f})" if gate else "-",) if gated else ()),
             )
         if explain and i == 0:
             _write_explanation(recognizer, photo.image, result, explain)

@@ -9,12 +9,17 @@ centroid score (location is strong evidence). Without GPS:
    ``verification_k`` most similar references (a kNN vote, sharper than one centroid for landmarks seen from many
    sides); the best verified landmark must pass the verification threshold;
 3. it must also beat the runner-up's verification score by ``margin`` (look-alike landmarks are the main source of
-   wrong-landmark answers).
+   wrong-landmark answers);
+4. when the model has a landmark-presence gate (a trained bundle's ``model["presence_gate"]``), its logit must be
+   above the gate's calibrated threshold: the Kaggle teams' separate "is there a landmark at all?" model, which
+   vetoes acceptances of everyday photos that happen to resemble a landmark. The GPS path is never vetoed
+   (location is evidence the gate does not see). A vetoed photo gets the plain "none" result, marked
+   ``gate_vetoed`` (not stored: the database knows only the method "none").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,10 +93,64 @@ class RecognitionResult:
     runner_up: tuple[int, float] | None = None
     verification_score: float | None = None
     matches: tuple[Match, ...] = field(default_factory=tuple)
+    gate_logit: float | None = None  # the presence gate's log-odds, when the model has a gate
+    gate_vetoed: bool = False  # the rule accepted a landmark but the presence gate said "no landmark"
 
     @property
     def recognized(self) -> bool:
         return self.landmark_id is not None
+
+
+@dataclass(frozen=True, eq=False)
+class PresenceGate:
+    """Landmark-presence gate: logistic regression on the embedding ("does the photo show a landmark at all?").
+
+    Trained by :func:`shared.training.gate.train_gate`; stored in a bundle's ``model["presence_gate"]`` with the
+    threshold calibrated on out-of-fold non-landmark scores. Scoring is a dot product: no torch needed.
+    """
+
+    weight: np.ndarray  # D float32
+    bias: float
+    threshold: float | None = None  # a photo passes when its logit is strictly above; None: not calibrated yet
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """Log-odds that each row (an L2-normalised embedding) shows a landmark."""
+        return (np.asarray(embeddings, dtype=np.float32) @ self.weight + self.bias).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"weight": [float(w) for w in self.weight], "bias": float(self.bias)}
+        if self.threshold is not None:
+            out["threshold"] = float(self.threshold)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PresenceGate:
+        threshold = data.get("threshold")
+        return cls(
+            np.asarray(data["weight"], dtype=np.float32),
+            float(data["bias"]),
+            None if threshold is None else float(threshold),
+        )
+
+
+def apply_gate(result: RecognitionResult, gate_logit: float, threshold: float) -> RecognitionResult:
+    """Step 4 of the rule: a non-GPS acceptance whose gate logit is not above ``threshold`` becomes "none".
+
+    The vetoed result describes the candidate it turned down (``runner_up`` and ``score``), as every "none" does.
+    """
+    logit = float(gate_logit)
+    if result.method == METHOD_GEO or not result.recognized or logit > threshold:
+        return replace(result, gate_logit=logit)
+    assert result.landmark_id is not None
+    return RecognitionResult(
+        None,
+        result.score,
+        METHOD_NONE,
+        result.model_version,
+        runner_up=(result.landmark_id, result.score),
+        gate_logit=logit,
+        gate_vetoed=True,
+    )
 
 
 @dataclass(frozen=True)

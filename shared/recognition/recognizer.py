@@ -6,6 +6,9 @@ the torch one lazily (the network itself loads on first use, once per process).
 
 Scene tags come from the same forward pass when the embedder also has ``embed_with_logits`` (the backbone's
 ImageNet classifier); their landmark-like mass feeds the bundle's scene prior, when it has one.
+
+A trained bundle's landmark-presence gate (``model["presence_gate"]``) is applied in :meth:`Recognizer.decide`, so
+workers, ``landmarks recognize`` and the evaluator all get the same gated decision.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from shared.index import LandmarkIndex, l2_normalize
-from shared.recognition.bundle import Bundle
-from shared.recognition.decision import LandmarkGeo, RecognitionResult, Thresholds, decide
+from shared.recognition.bundle import Bundle, BundleIntegrityError
+from shared.recognition.decision import LandmarkGeo, PresenceGate, RecognitionResult, Thresholds, apply_gate, decide
 from shared.scenes import SceneMapping, landmark_mass, load_mapping, scene_tags
 
 if TYPE_CHECKING:
@@ -62,6 +65,7 @@ class Recognizer:
         self.min_side = min_side or int(round(int(bundle.model.get("image_size", 260)) * max(scales)))
         self.centroids = LandmarkIndex(bundle.centroids, bundle.centroid_landmarks)
         self.references = LandmarkIndex(bundle.references, bundle.reference_landmarks)
+        self.gate = presence_gate(bundle)
         lms = bundle.landmarks
         self.geo = LandmarkGeo(
             ids=np.array([lm.id for lm in lms], dtype=np.int64),
@@ -114,13 +118,14 @@ class Recognizer:
         masses: np.ndarray | None = None,
     ) -> list[RecognitionResult]:
         """One decision per embedding. ``masses`` (landmark-like scene mass per photo) applies the bundle's scene
-        prior when it has one; without them the decision is the plain one."""
+        prior when it has one; without them the decision is the plain one. The bundle's presence gate, when it
+        has one, vetoes non-GPS acceptances (see :func:`shared.recognition.decision.apply_gate`)."""
         gps_list = gps_list if gps_list is not None else [None] * len(embeddings)
         if masses is None or not self.scenes.prior.enabled:
             per_photo = [self.bundle.thresholds] * len(embeddings)
         else:
             per_photo = [_raised(self.prior_thresholds, float(p)) for p in self.scenes.prior.penalty(masses)]
-        return [
+        results = [
             decide(
                 e,
                 g,
@@ -133,6 +138,11 @@ class Recognizer:
             )
             for e, g, t in zip(embeddings, gps_list, per_photo, strict=True)
         ]
+        threshold = None if self.gate is None else self.gate.threshold
+        if self.gate is None or threshold is None or not results:
+            return results
+        logits = self.gate.logits(embeddings)
+        return [apply_gate(r, float(x), threshold) for r, x in zip(results, logits, strict=True)]
 
     def recognize(self, photos: Sequence[DecodedPhoto]) -> list[RecognitionResult]:
         """Batched: one embedding pass for all photos, then one decision each (GPS from the photo's EXIF)."""
@@ -176,7 +186,7 @@ class Recognizer:
         """JSON-friendly view of a result with the landmark's name and place."""
         lm = self.bundle.landmarks_by_id.get(result.landmark_id) if result.landmark_id is not None else None
         ru = result.runner_up
-        return {
+        out = {
             "landmark": lm.slug if lm else None,
             "name": lm.name if lm else None,
             "city": lm.city if lm else None,
@@ -187,6 +197,30 @@ class Recognizer:
             "model_version": result.model_version,
             "runner_up": None if ru is None else {"landmark": self.slug(ru[0]), "score": round(float(ru[1]), 4)},
         }
+        if result.gate_logit is not None and self.gate is not None:
+            out["gate"] = {
+                "logit": round(result.gate_logit, 4),
+                "threshold": None if self.gate.threshold is None else round(self.gate.threshold, 4),
+                "vetoed": result.gate_vetoed,
+            }
+        return out
+
+
+def presence_gate(bundle: Bundle) -> PresenceGate | None:
+    """The bundle's calibrated presence gate, or None (untrained bundles have none; an uncalibrated one is unused).
+
+    A gate whose weight does not fit the embedding is refused: it belongs to another model."""
+    data = bundle.model.get("presence_gate")
+    if not data:
+        return None
+    gate = PresenceGate.from_dict(data)
+    if gate.threshold is None:
+        return None
+    if gate.weight.shape != (bundle.embedding_dim,):
+        raise BundleIntegrityError(
+            f"presence gate of {bundle.version} has {gate.weight.shape} weights for {bundle.embedding_dim}-d embeddings"
+        )
+    return gate
 
 
 def _raised(t: Thresholds, by: float) -> Thresholds:

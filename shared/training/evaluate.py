@@ -17,7 +17,6 @@ from shared.recognition.evaluation import EmbeddedRows, EvalOptions, EvalRow, la
 from shared.recognition.recognizer import Recognizer
 from shared.training.crossfit import IndexOptions
 from shared.training.curriculum import region_of
-from shared.training.gate import PresenceGate
 from shared.training.pipeline import FeatureDataset, ProgressFn, TrainedModel, train_model
 from shared.training.trainer import TrainConfig, TrainingData, project
 
@@ -39,18 +38,10 @@ def dataset_from_rows(
     return ds, landmarks
 
 
-def gated_predictions(recognizer: Recognizer, embeddings: np.ndarray, gps: list[Any], bundle_model: dict) -> list:
-    """The recognizer's decisions, with the presence gate (when the bundle carries one) vetoing acceptances."""
-    results = recognizer.decide(embeddings, gps)
-    gate = bundle_model.get("presence_gate")
-    if not gate:
-        return [recognizer.slug(r.landmark_id) for r in results]
-    logits = PresenceGate.from_dict(gate).logits(embeddings)
-    threshold = float(gate["threshold"])
-    return [
-        recognizer.slug(r.landmark_id) if (r.method == "geo" or logit > threshold) else None
-        for r, logit in zip(results, logits, strict=True)
-    ]
+def gated_predictions(recognizer: Recognizer, embeddings: np.ndarray, gps: list[Any]) -> list[str | None]:
+    """The recognizer's decisions as slugs; the bundle's presence gate (when it has one) is part of the decision,
+    exactly as in the workers."""
+    return [recognizer.slug(r.landmark_id) for r in recognizer.decide(embeddings, gps)]
 
 
 def train_and_evaluate(
@@ -95,7 +86,7 @@ def train_and_evaluate(
     emb = project(trained.head_state, embedded.embeddings[test])
     recognizer = Recognizer(trained.bundle, _NoEmbedder())
     gps = [embedded.gps[i] if options.use_gps else None for i in test]
-    predicted = gated_predictions(recognizer, emb, gps, trained.bundle.model)
+    predicted = gated_predictions(recognizer, emb, gps)
     test_rows = [rows[i] for i in test]
     report = metrics_for(test_rows, predicted)
     report.update(

@@ -2,32 +2,16 @@
 
 Logistic regression on embeddings, trained on gallery photos (positive) and known non-landmark photos
 (negative), classes weighted to balance. Scoring is plain numpy (a dot product), so the decision needs no torch;
-only training uses it.
+only training uses it. The gate itself (:class:`PresenceGate`) lives with the decision rule that applies it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
+from shared.recognition.decision import PresenceGate
 
-@dataclass(frozen=True)
-class PresenceGate:
-    weight: np.ndarray  # D float32
-    bias: float
-
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        """Log-odds that each row shows a landmark."""
-        return (np.asarray(embeddings, dtype=np.float32) @ self.weight + self.bias).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"weight": [float(w) for w in self.weight], "bias": float(self.bias)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PresenceGate:
-        return cls(np.asarray(data["weight"], dtype=np.float32), float(data["bias"]))
+__all__ = ["PresenceGate", "train_gate"]
 
 
 def train_gate(
