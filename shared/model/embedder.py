@@ -95,6 +95,10 @@ class Embedder(InferenceModel):
 
     ``classifier=True`` also loads the backbone's ImageNet classifier so :meth:`embed_with_logits` can return
     class logits read from the same forward pass (for scene tags); it is off unless asked for.
+
+    ``backbone_state`` (a fine-tuned bundle's ``backbone.pt``) holds only the tuned tensors, keyed as in
+    :class:`RetrievalNet`'s state dict (``backbone.*``, ``pool.*``); they are loaded over the packaged ImageNet
+    weights, which must be the ones the tuning started from.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class Embedder(InferenceModel):
         batch_size: int = 16,
         weights_path: Path | None = None,
         head_state: dict[str, Any] | None = None,
+        backbone_state: dict[str, Any] | None = None,
         pretrained: bool = True,
         threads: int | None = None,
         classifier: bool = False,
@@ -117,6 +122,7 @@ class Embedder(InferenceModel):
         self.batch_size = max(1, batch_size)
         self.weights_path = weights_path
         self.head_state = head_state
+        self.backbone_state = backbone_state
         self.pretrained = pretrained
         self.threads = threads
         self.net: RetrievalNet | None = None
@@ -134,6 +140,8 @@ class Embedder(InferenceModel):
         if self.want_classifier:
             classifier = build_classifier(self.config.backbone, self.weights_path, pretrained=self.pretrained)
         self.net = RetrievalNet(backbone, build_pooling(self.config.pooling), head, classifier)
+        if self.backbone_state:
+            load_tuned_state(self.net, self.backbone_state)
         self.net.eval().to(self.device)
 
     @property
@@ -233,6 +241,20 @@ class Embedder(InferenceModel):
             "std": list(self.spec.std),
             "embedding_dim": self.dim if self.loaded else build_head_dim(self.spec.out_dim, self.head_state),
         }
+
+
+TUNABLE_PARTS = ("backbone.", "pool.")
+
+
+def load_tuned_state(net: RetrievalNet, state: dict[str, Any]) -> None:
+    """Overwrite the network's tuned tensors with ``state``; a key the network lacks, or one outside the backbone
+    and the pooling, is refused (the weights belong to another architecture, or would silently do nothing)."""
+    own = net.state_dict()
+    unknown = sorted(k for k in state if k not in own or not k.startswith(TUNABLE_PARTS))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ValueError(f"backbone weights do not fit {type(net.backbone).__name__}: unknown keys {shown}")
+    net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=False)
 
 
 def build_head_dim(in_dim: int, head_state: dict[str, Any] | None) -> int:

@@ -5,10 +5,13 @@
     manifest.json              version, model config, thresholds, metrics, landmarks, sha256 of every other file
     centroids.npy              K x D float32     centroid_landmarks.npy   K int64 (landmark ids)
     references.npy             R x D float32     reference_landmarks.npy  R int64
-    head.pt                    optional head state dict (the only torch file; written via shared.model)
+    head.pt                    optional head state dict (written via shared.model)
+    backbone.pt                optional fine-tuned backbone tensors: only the tuned ones (last blocks, GeM's p),
+                               keyed as in ``RetrievalNet``'s state dict; loaded over the packaged ImageNet weights
 
-Object storage is the source of truth (``<bucket>/<version>/<file>``); a local folder is the cache. Bundle I/O
-needs no torch unless the bundle carries head weights.
+Object storage is the source of truth (``<bucket>/<version>/<file>``); a local folder is the cache. Every file is
+listed in the manifest with its sha256 and refused when it does not match. Bundle I/O needs no torch unless the
+bundle carries weights.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.pt"
+BACKBONE_FILE = "backbone.pt"
 ARRAYS = ("centroids", "centroid_landmarks", "references", "reference_landmarks")
 FORMAT_VERSION = 1
 
@@ -65,6 +69,7 @@ class Bundle:
     decision: DecisionParams = field(default_factory=DecisionParams)
     metrics: dict[str, Any] = field(default_factory=dict)
     head_state: dict[str, Any] | None = None
+    backbone_state: dict[str, Any] | None = None  # tuned backbone/pooling tensors (``finetune`` mode) or None
     scenes: SceneConfig = field(default_factory=SceneConfig)  # scene tag threshold and landmark prior
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -93,6 +98,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
     folder = Path(folder)
     if folder.exists():
         raise FileExistsError(f"bundle folder already exists (bundles are immutable): {folder}")
+    if bundle.model.get("finetune") and not bundle.backbone_state:
+        raise ValueError(f"bundle {bundle.version} describes a fine-tuned model but carries no backbone weights")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -104,10 +111,13 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
         }
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-        if bundle.head_state:
-            from shared.model.weights_io import save_head_state
+        if bundle.head_state or bundle.backbone_state:
+            from shared.model.weights_io import save_state
 
-            save_head_state(bundle.head_state, tmp / HEAD_FILE)
+            if bundle.head_state:
+                save_state(bundle.head_state, tmp / HEAD_FILE)
+            if bundle.backbone_state:
+                save_state(bundle.backbone_state, tmp / BACKBONE_FILE)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         manifest = {
             "format": FORMAT_VERSION,
@@ -166,11 +176,15 @@ def load_bundle(folder: Path) -> Bundle:
         arrays["reference_landmarks"]
     ):
         raise BundleIntegrityError(f"array lengths disagree in {folder}")
-    head_state = None
-    if HEAD_FILE in manifest["files"]:
-        from shared.model.weights_io import load_head_state
+    files = manifest["files"]
+    if manifest["model"].get("finetune") and BACKBONE_FILE not in files:
+        raise BundleIntegrityError(f"{folder} holds a fine-tuned model but its manifest lists no {BACKBONE_FILE}")
+    head_state = backbone_state = None
+    if HEAD_FILE in files or BACKBONE_FILE in files:
+        from shared.model.weights_io import load_state
 
-        head_state = load_head_state(folder / HEAD_FILE)
+        head_state = load_state(folder / HEAD_FILE) if HEAD_FILE in files else None
+        backbone_state = load_state(folder / BACKBONE_FILE) if BACKBONE_FILE in files else None
     return Bundle(
         version=manifest["version"],
         model=manifest["model"],
@@ -179,6 +193,7 @@ def load_bundle(folder: Path) -> Bundle:
         decision=DecisionParams(**manifest.get("decision", {})),
         metrics=manifest.get("metrics", {}),
         head_state=head_state,
+        backbone_state=backbone_state,
         scenes=SceneConfig.from_dict(manifest.get("scenes")),
         created_at=manifest["created_at"],
         **arrays,

@@ -94,6 +94,7 @@ class Recognizer:
             batch_size=batch_size,
             weights_path=weights_path,
             head_state=bundle.head_state,
+            backbone_state=bundle.backbone_state,
             threads=threads,
             classifier=scenes,
         )

@@ -50,6 +50,22 @@ class FinetuneResult:
     train: TrainResult
     backbone_state: dict[str, torch.Tensor]  # the whole feature extractor (frozen parts included)
     pooling_state: dict[str, torch.Tensor]
+    tuned_keys: tuple[str, ...] = ()  # backbone_state keys of the tuned blocks (parameters and BatchNorm buffers)
+
+    @property
+    def tuned_state(self) -> dict[str, torch.Tensor]:
+        """Only what tuning changed, keyed as in :class:`shared.model.network.RetrievalNet` (``backbone.*``,
+        ``pool.*``): what a bundle's ``backbone.pt`` stores and :class:`shared.model.Embedder` loads over the
+        packaged ImageNet weights (a few MB instead of the whole backbone)."""
+        out = {f"backbone.{k}": self.backbone_state[k] for k in self.tuned_keys}
+        out.update({f"pool.{k}": v for k, v in self.pooling_state.items()})
+        return out
+
+
+def tuned_keys(backbone: nn.Module, parts: Sequence[nn.Module]) -> tuple[str, ...]:
+    """State-dict keys of ``backbone`` that belong to the modules in ``parts``."""
+    prefixes = tuple(f"{name}." for name, m in backbone.named_modules() if any(m is p for p in parts))
+    return tuple(k for k in backbone.state_dict() if k.startswith(prefixes))
 
 
 def finetune(
@@ -116,6 +132,7 @@ def finetune(
         result,
         {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
         {k: v.detach().cpu().clone() for k, v in pool.state_dict().items()},
+        tuned_keys(backbone, train_parts),
     )
 
 
