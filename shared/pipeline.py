@@ -1,13 +1,15 @@
 """The upload pipeline's steps, free of Celery: claim a photo, recognise its object, apply the result.
 
-``recognize_object`` runs on the recognize workers (fetch, decode, embed, decide); ``apply_recognition``
-runs on the albums workers: recognitions, scene tags, photo metadata and album membership in one transaction.
+``recognize_objects`` runs on the recognize workers: fetch and decode each photo of a micro-batch, then embed
+and decide all of them in one call (``recognize_object`` is the batch of one). ``apply_recognition`` runs on the
+albums workers: recognitions, scene tags, photo metadata and album membership in one transaction.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared import albums, corrections
 from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.failures import resolve_failures
 from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
 from shared.scenes.store import set_scene_tags
@@ -86,10 +88,19 @@ def claim_photo(session: Session, photo_id: uuid.UUID) -> PhotoRef | None:
     return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag)
 
 
-def recognize_object(
-    client: Minio, recognizer: PhotoRecognizer, ref: PhotoRef, *, max_bytes: int, max_pixels: int
-) -> RecognitionOutcome:
-    """Fetch, decode and recognise one photo. Undecodable or missing objects raise PermanentError."""
+PhotoError = PermanentError | TransientError
+
+
+@dataclass(frozen=True)
+class FetchedPhoto:
+    """An object's bytes and how long reading them took."""
+
+    data: bytes
+    fetch_ms: float
+
+
+def fetch_photo(client: Minio, ref: PhotoRef, *, max_bytes: int) -> FetchedPhoto:
+    """Read one photo; a missing or oversized object raises PermanentError, an unreachable store TransientError."""
     t0 = time.perf_counter()
     try:
         data = read_object(client, ref.bucket, ref.key, max_bytes=max_bytes)
@@ -97,31 +108,91 @@ def recognize_object(
         raise PermanentError("object_missing", str(exc)) from exc
     except ValueError as exc:
         raise PermanentError("too_large", str(exc)) from exc
-    t1 = time.perf_counter()
-    try:
-        decoded = decode_photo(data, min_side=recognizer.min_side, max_pixels=max_pixels)
-    except ImageDecodeError as exc:
-        raise PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}") from exc
-    t2 = time.perf_counter()
-    scenes: dict[str, float] = {}
-    if isinstance(recognizer, TagsScenes):
-        matches, scenes = recognizer.recognize_photos_with_scenes([decoded])[0]
-    else:
-        matches = recognizer.recognize_photos([decoded])[0]
-    t3 = time.perf_counter()
-    meta = decoded.meta
-    return RecognitionOutcome(
-        matches=matches,
-        meta={
-            "width": meta.width,
-            "height": meta.height,
-            "format": meta.format,
-            "gps": list(meta.gps) if meta.gps else None,
-            "taken_at": meta.taken_at.isoformat() if meta.taken_at else None,
-        },
-        timings_ms={"fetch": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "recognize": (t3 - t2) * 1e3},
-        scenes=scenes,
-    )
+    return FetchedPhoto(data, (time.perf_counter() - t0) * 1e3)
+
+
+def recognize_fetched(
+    recognizer: PhotoRecognizer,
+    refs: Sequence[PhotoRef],
+    fetched: Sequence[FetchedPhoto | PhotoError],
+    *,
+    max_pixels: int,
+) -> list[RecognitionOutcome | PhotoError]:
+    """Decode each fetched photo, then recognise every decodable one in ONE recognizer call (a GPU's batch).
+
+    A photo that failed to fetch or decode keeps its error in its place and never fails the others. Each outcome
+    records ``meta["batch_size"]`` (photos in that call) and, besides its own fetch and decode times, the call's
+    time shared out per photo (``recognize``) and in full (``recognize_batch``).
+    """
+    results: list[RecognitionOutcome | PhotoError | None] = [None] * len(refs)
+    decoded: list[tuple[int, DecodedPhoto, dict[str, float]]] = []
+    for i, (ref, item) in enumerate(zip(refs, fetched, strict=True)):
+        if isinstance(item, Exception):
+            results[i] = item
+            continue
+        t0 = time.perf_counter()
+        try:
+            photo = decode_photo(item.data, min_side=recognizer.min_side, max_pixels=max_pixels)
+        except ImageDecodeError as exc:
+            error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
+            error.__cause__ = exc
+            results[i] = error
+            continue
+        decoded.append((i, photo, {"fetch": item.fetch_ms, "decode": (time.perf_counter() - t0) * 1e3}))
+    if decoded:
+        photos = [photo for _, photo, _ in decoded]
+        t0 = time.perf_counter()
+        if isinstance(recognizer, TagsScenes):
+            answers = recognizer.recognize_photos_with_scenes(photos)
+        else:
+            answers = [(matches, {}) for matches in recognizer.recognize_photos(photos)]
+        batch_ms = (time.perf_counter() - t0) * 1e3
+        n = len(decoded)
+        for (i, photo, timings), (matches, scenes) in zip(decoded, answers, strict=True):
+            results[i] = RecognitionOutcome(
+                matches=matches,
+                meta={**_photo_meta(photo), "batch_size": n},
+                timings_ms={**timings, "recognize": batch_ms / n, "recognize_batch": batch_ms},
+                scenes=scenes,
+            )
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def recognize_objects(
+    client: Minio, recognizer: PhotoRecognizer, refs: Sequence[PhotoRef], *, max_bytes: int, max_pixels: int
+) -> list[RecognitionOutcome | PhotoError]:
+    """Fetch, decode and recognise several photos with one recognizer call; per photo its outcome or its error
+    (PermanentError: record it once; TransientError: retry that photo). See :func:`recognize_fetched`."""
+    fetched: list[FetchedPhoto | PhotoError] = []
+    for ref in refs:
+        try:
+            fetched.append(fetch_photo(client, ref, max_bytes=max_bytes))
+        except (PermanentError, TransientError) as exc:
+            fetched.append(exc)
+    return recognize_fetched(recognizer, refs, fetched, max_pixels=max_pixels)
+
+
+def recognize_object(
+    client: Minio, recognizer: PhotoRecognizer, ref: PhotoRef, *, max_bytes: int, max_pixels: int
+) -> RecognitionOutcome:
+    """Fetch, decode and recognise one photo (a batch of one). Undecodable or missing objects raise
+    PermanentError, an unreachable store TransientError."""
+    [result] = recognize_objects(client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _photo_meta(photo: DecodedPhoto) -> dict[str, Any]:
+    meta = photo.meta
+    return {
+        "width": meta.width,
+        "height": meta.height,
+        "format": meta.format,
+        "gps": list(meta.gps) if meta.gps else None,
+        "taken_at": meta.taken_at.isoformat() if meta.taken_at else None,
+    }
 
 
 def apply_recognition(
