@@ -60,6 +60,13 @@ class RecognitionSettings(BaseModel):
     top_k: int = 1
     min_cluster_size: int = 0  # 0: scale to the gallery size
     max_pixels: int = 200_000_000
+    # Micro-batching on recognize workers (tasks/recognition.py, celery-batches): up to `micro_batch` queued photos,
+    # gathered for at most `micro_batch_wait_ms` after the first, share ONE recognizer call. A GPU embeds a batch
+    # in little more than the time of one photo; a CPU's time grows with the batch, so batching there only adds
+    # the wait. None = auto: 16 where the recognize device is CUDA, 1 (off) elsewhere (shared/accelerator.py).
+    # The wait is what a photo may add to its latency at low load; at high load batches fill before it ends.
+    micro_batch: int | None = Field(default=None, ge=1)
+    micro_batch_wait_ms: float = Field(default=50.0, gt=0)
 
 
 class GallerySettings(BaseModel):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.accelerator import micro_batch_prefetch
 from shared.settings import Settings
 from workers.devstack.readiness import CeleryPing, PortOpen, Probe, StaysAlive
 from workers.metrics import DEFAULT_PORT as METRICS_PORT
@@ -49,7 +50,16 @@ def worker(settings: Settings, bin_dir: Path, queue: str, concurrency: int) -> A
         bin_dir, "worker", "-Q", queue, "-n", f"{queue}@%h",
         "--concurrency", str(concurrency), "--loglevel", settings.log_level,
     )  # fmt: skip
+    if queue == "recognize":
+        argv += recognize_prefetch(settings)
     return AppSpec(f"worker-{queue}", argv, ready=CeleryPing(settings.broker_url, node), address=node)
+
+
+def recognize_prefetch(settings: Settings) -> tuple[str, ...]:
+    """A micro-batching recognize worker (a GPU's by default) prefetches two batches per process, or its batches
+    never fill; one that does not batch keeps the fleet's prefetch of 1 (see shared/accelerator.py)."""
+    multiplier = micro_batch_prefetch(settings.recognition)
+    return ("--prefetch-multiplier", str(multiplier)) if multiplier else ()
 
 
 def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
