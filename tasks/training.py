@@ -1,6 +1,8 @@
 """Celery tasks of the `training` queue: a thin shell over :func:`shared.training.service.train_model_version`.
 
 Progress goes to the result backend as task state ``PROGRESS`` with the phase, stage, epoch and loss.
+``options["mode"]`` is ``features`` (default: the head on cached backbone features) or ``finetune`` (the last
+``options["blocks"]`` backbone blocks too; the bundle then carries them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from celery import shared_task
 
 from shared.db.models import ModelVersion
 
+MODES = ("features", "finetune")
+
 
 def train_from_options(
     options: dict[str, Any], *, activate: bool = False, progress: Callable[[Any], None] | None = None
@@ -19,10 +23,13 @@ def train_from_options(
     """Build the config and the runtime pieces from settings and train (also used by the CLI's ``--wait``)."""
     from shared.model import Embedder, EmbedderConfig
     from shared.storage import ensure_buckets
-    from shared.training.service import train_model_version
+    from shared.training.service import FinetuneOptions, train_model_version
     from shared.training.trainer import TrainConfig
     from tasks.context import context
 
+    mode = options.get("mode", "features")
+    if mode not in MODES:
+        raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(MODES)}")
     ctx = context()
     settings = ctx.settings
     rec = settings.recognition
@@ -30,6 +37,11 @@ def train_from_options(
     embedder = Embedder(embedder_config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
+    finetune = None
+    if mode == "finetune":
+        finetune = FinetuneOptions(
+            blocks=int(options.get("blocks", 2)), device=rec.device, weights_path=rec.weights_path
+        )
     client = ctx.minio
     ensure_buckets(client, [settings.s3.models_bucket])
     return train_model_version(
@@ -40,17 +52,19 @@ def train_from_options(
         models_bucket=settings.s3.models_bucket,
         model_store=settings.model_store,
         min_side=int(embedder_config.image_size * max(embedder_config.scales)),
-        feature_cache=settings.state_dir / "training-features" / embedder_config.key(),
+        feature_cache=settings.state_dir / "training-features" / embedder_config.key(),  # features mode only
         folds=int(options.get("folds", 5)),
         rejection=rec.non_landmark_rejection,
         activate=activate,
         progress=progress,
+        finetune=finetune,
     )
 
 
 @shared_task(name="training.train_model", bind=True, acks_late=True)
 def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> dict[str, Any]:
-    """Train a model version; ``options`` are :class:`shared.training.trainer.TrainConfig` fields plus ``folds``."""
+    """Train a model version; ``options`` are :class:`shared.training.trainer.TrainConfig` fields plus ``folds``,
+    ``mode`` and ``blocks``."""
 
     def report(p: Any) -> None:
         self.update_state(state="PROGRESS", meta=p.as_meta())

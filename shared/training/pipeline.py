@@ -99,6 +99,7 @@ class TrainedModel:
     calibration: Calibration
     seconds: float = 0.0
     runs: int = 1
+    mode: str = "features"  # features | finetune (the bundle then carries the tuned backbone tensors)
 
     @property
     def head_state(self) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class TrainedModel:
         return {
             "training": {
                 **self.config.to_dict(),
-                "mode": "features",
+                "mode": self.mode,
                 "runs": self.runs,
                 "seconds": round(self.seconds, 1),
                 "final_loss": round(self.result.final_loss, 5),
@@ -147,11 +148,14 @@ def train_model(
     index: IndexOptions | None = None,
     metrics: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    backbone_state: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Train on everything, cross-fit ``folds`` more runs, and return the bundle with out-of-fold thresholds.
 
     ``landmarks[i]`` is class ``i`` of ``ds``; ``folds=0`` skips cross-fitting and calibrates in-sample (only
-    for tiny smoke runs: such thresholds collapse, see :mod:`shared.training.crossfit`).
+    for tiny smoke runs: such thresholds collapse, see :mod:`shared.training.crossfit`). ``backbone_state`` (the
+    tuned tensors of a fine-tuned backbone whose features ``ds`` holds) goes into the bundle, which is then a
+    ``finetune``-mode model.
     """
     t0 = time.perf_counter()
     index = index or IndexOptions()
@@ -220,8 +224,10 @@ def train_model(
         model=model_info,
         thresholds=calibration.thresholds,
         head_state=result.head_state,
+        backbone_state=backbone_state or None,
         metrics=metrics or {},
     )
     if progress:
         progress(TrainingProgress("done", runs, runs))
-    return TrainedModel(bundle, result, config, gate, calibration, time.perf_counter() - t0, runs)
+    mode = "finetune" if backbone_state else "features"
+    return TrainedModel(bundle, result, config, gate, calibration, time.perf_counter() - t0, runs, mode)

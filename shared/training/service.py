@@ -3,14 +3,22 @@
 The service the Celery task and ``landmarks model train --wait`` both call. Pooled backbone features of gallery
 objects are cached on disk by object key (gallery keys are content hashes, so an entry never goes stale): the
 second training run of the same gallery skips the backbone entirely.
+
+``finetune`` mode (:class:`FinetuneOptions`) first tunes the last backbone blocks on the gallery's landmark
+photos (augmented, :mod:`shared.training.finetune`), then trains and cross-fits the head exactly as ``features``
+mode does, on features of the tuned backbone; the bundle carries the tuned tensors (``backbone.pt``). Tuning the
+backbone once per fold would multiply the slowest step by the number of folds, so the backbone is tuned once; the
+non-landmark photos stay out of it, which keeps the out-of-fold threshold calibration honest (the collapse
+described in :mod:`shared.training.crossfit` comes from a network that has seen the calibration negatives).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from minio import Minio
@@ -19,11 +27,31 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import registry
 from shared.db.models import ModelVersion
 from shared.db.session import session_scope
-from shared.model_build import embed_objects, gallery_snapshot, publish_bundle
+from shared.imaging import ImageDecodeError, decode_photo
+from shared.model_build import (
+    MAX_GALLERY_OBJECT_BYTES,
+    GallerySnapshot,
+    embed_objects,
+    gallery_snapshot,
+    publish_bundle,
+)
 from shared.recognition.recognizer import EmbedsImages
+from shared.storage import ObjectMissing, read_object
 from shared.training.curriculum import region_of
 from shared.training.pipeline import FeatureDataset, ProgressFn, TrainingProgress, train_model
-from shared.training.trainer import TrainConfig, TrainingData
+from shared.training.trainer import EpochReport, TrainConfig, TrainingData
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """``finetune`` mode: how many of the last backbone blocks to tune, on which device, from which weights."""
+
+    blocks: int = 2
+    device: str = "auto"
+    weights_path: Path | None = None
 
 
 def _cache_path(cache_dir: Path, bucket: str, key: str) -> Path:
@@ -65,6 +93,77 @@ def cached_features(
     return (np.stack([vectors[i] for i in ok]) if ok else np.zeros((0, dim), np.float32)), ok
 
 
+def load_images(
+    client: Minio, objects: Sequence[tuple[str, str]], *, min_side: int
+) -> tuple[list[Image.Image], list[int]]:
+    """Decoded photos (shorter side ``min_side``) of the objects that decoded, and their indices (``finetune``
+    mode reads each photo once per epoch, so they are decoded once and kept)."""
+    images: list[Image.Image] = []
+    ok: list[int] = []
+    for i, (bucket, key) in enumerate(objects):
+        try:
+            data = read_object(client, bucket, key, max_bytes=MAX_GALLERY_OBJECT_BYTES)
+            images.append(decode_photo(data, min_side=min_side).image)
+            ok.append(i)
+        except (ObjectMissing, ImageDecodeError, ValueError):
+            continue
+    return images, ok
+
+
+def _classes(snap: GallerySnapshot, ok: Sequence[int]) -> TrainingData:
+    """Class and region of each usable object (gallery photos first, then the negatives)."""
+    landmarks = list(snap.landmarks)
+    class_of = {lm.id: i for i, lm in enumerate(landmarks)}
+    country = {lm.id: lm.country for lm in landmarks}
+    n_photos = len(snap.photos)
+    labels = np.array([class_of[snap.photos[i][2]] if i < n_photos else len(landmarks) for i in ok], dtype=np.int64)
+    regions = [region_of(country[snap.photos[i][2]]) if i < n_photos else "" for i in ok]
+    return TrainingData(labels, len(landmarks), regions)
+
+
+def tune_backbone(
+    images: Sequence[Image.Image],
+    data: TrainingData,
+    config: TrainConfig,
+    embedder: Any,
+    options: FinetuneOptions,
+    *,
+    progress: ProgressFn | None = None,
+    runs: int = 1,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Tune the backbone on the landmark photos; return every photo's features through the tuned backbone (the
+    head's input, computed by the inference network itself) and the tuned tensors for the bundle."""
+    from shared.model import Embedder
+    from shared.training.finetune import finetune
+
+    rows = np.flatnonzero(data.labels != data.no_landmark)
+    landmark_data = TrainingData(data.labels[rows], data.num_landmarks, [data.regions[i] for i in rows])
+
+    def report(e: EpochReport) -> None:
+        if progress:
+            progress(TrainingProgress("finetune", 1, runs, e))
+
+    tuned = finetune(
+        lambda i: images[int(rows[i])],
+        landmark_data,
+        config,
+        embedder.config,
+        blocks=options.blocks,
+        device=options.device,
+        weights_path=options.weights_path,
+        progress=report,
+    )
+    state = tuned.tuned_state
+    tuned_embedder = Embedder(
+        embedder.config,
+        device=options.device,
+        batch_size=embedder.batch_size,
+        weights_path=options.weights_path,
+        backbone_state=state,
+    )
+    return tuned_embedder.embed(list(images)), state
+
+
 def train_model_version(
     factory: sessionmaker[Session],
     client: Minio,
@@ -79,37 +178,47 @@ def train_model_version(
     rejection: float = 0.99,
     activate: bool = False,
     progress: ProgressFn | None = None,
+    finetune: FinetuneOptions | None = None,
 ) -> ModelVersion:
     """Features of the gallery (landmark photos + negatives), train with cross-fitted calibration, publish the
-    bundle and register the version with its metrics. ``embedder`` must be the untrained network (no head)."""
+    bundle and register the version with its metrics. ``embedder`` must be the untrained network (no head);
+    ``finetune`` tunes its last blocks first (see the module docstring)."""
     with session_scope(factory) as session:
         snap = gallery_snapshot(session)
     if not snap.landmarks:
         raise ValueError("the gallery has no landmark photos: run `landmarks gallery import` first")
     if len(snap.negatives) < max(2, folds):
         raise ValueError(f"training needs at least {max(2, folds)} non-landmark (negative) gallery photos")
+    runs = folds + 1 + (finetune is not None)
     if progress:
-        progress(TrainingProgress("features", 0, folds + 1))
+        progress(TrainingProgress("features", 0, runs))
     objects = [(b, k) for b, k, _, _ in snap.photos] + list(snap.negatives)
-    features, ok = cached_features(client, embedder, objects, cache_dir=feature_cache, min_side=min_side)
+    model = embedder.describe()
+    backbone_state = None
+    if finetune is None:
+        features, ok = cached_features(client, embedder, objects, cache_dir=feature_cache, min_side=min_side)
+        data = _classes(snap, ok)
+    else:
+        images, ok = load_images(client, objects, min_side=min_side)
+        data = _classes(snap, ok)
+        features, backbone_state = tune_backbone(images, data, config, embedder, finetune, progress=progress, runs=runs)
+        del images
+        model["finetune"] = {"blocks": finetune.blocks, "tensors": len(backbone_state), "on": "landmark photos"}
+    ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
-    class_of = {lm.id: i for i, lm in enumerate(landmarks)}
-    country = {lm.id: lm.country for lm in landmarks}
-    n_photos = len(snap.photos)
-    labels = np.array([class_of[snap.photos[i][2]] if i < n_photos else len(landmarks) for i in ok])
-    regions = [region_of(country[snap.photos[i][2]]) if i < n_photos else "" for i in ok]
-    ds = FeatureDataset(features, TrainingData(labels, len(landmarks), regions))
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
+    shift = runs - (folds + 1)  # the fine-tuning run comes first
     trained = train_model(
         ds,
         landmarks,
         config,
         version=version,
-        model=embedder.describe(),
+        model=model,
         folds=folds,
         rejection=rejection,
-        progress=progress,
+        progress=None if progress is None else (lambda p: progress(replace(p, run=p.run + shift, runs=runs))),
+        backbone_state=backbone_state,
     )
     metrics = {
         "landmarks": len(landmarks),
@@ -118,7 +227,7 @@ def train_model_version(
         "failed_photos": len(objects) - len(ok),
         **trained.summary(rejection),
     }
-    bundle = trained.bundle.__class__(**{**trained.bundle.__dict__, "metrics": metrics})
+    bundle = replace(trained.bundle, metrics=metrics)
     return publish_bundle(
         factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
     )

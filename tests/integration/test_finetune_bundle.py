@@ -1,0 +1,161 @@
+"""Fine-tuned models through the publish path: a private `weed mini`, the real PostgreSQL (the test's transaction,
+rolled back), drawn photos made here, CPU at 64 px.
+
+- a tiny ``finetune`` run is published (folder + models bucket + model_versions row), loaded the way workers load
+  it (download into an empty model store), and embeds exactly as the network did in memory; an altered
+  ``backbone.pt`` in the bucket is refused;
+- ``train_model_version`` in ``finetune`` mode writes the tuned tensors into the bundle it publishes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from minio import Minio
+from PIL import Image, ImageDraw
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import registry
+from shared.gallery import import_rows
+from shared.gallery_formats import GalleryRow
+from shared.index import l2_normalize
+from shared.model import Embedder, EmbedderConfig
+from shared.model_build import publish_bundle
+from shared.recognition import Bundle, BundleIntegrityError, LandmarkInfo, Thresholds, download_bundle
+from shared.recognition.bundle import BACKBONE_FILE, MANIFEST
+from shared.training.finetune import FinetuneResult, finetune, pooled_features
+from shared.training.service import FinetuneOptions, train_model_version
+from shared.training.trainer import TrainConfig, TrainingData, project
+from workers.devstack import seaweed
+from workers.devstack.testing import private_seaweed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CONFIG = EmbedderConfig(image_size=64)
+TINY = TrainConfig(epochs=1, stage_epochs=1, embedding_dim=8, batch_size=3, curriculum=False, input_dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
+    state = tmp_path_factory.mktemp("weed-finetune")
+    with private_seaweed(state, access_key="finetune-test", secret_key="finetune-test-secret") as settings:
+        yield seaweed.client(settings.s3)
+
+
+@pytest.fixture
+def buckets(s3: Minio) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    names = {"models": f"models-{tag}", "gallery": f"gallery-{tag}"}
+    for name in names.values():
+        s3.make_bucket(name)
+    return names
+
+
+def drawn(kind: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
+    d = ImageDraw.Draw(im)
+    if kind == 0:
+        d.rectangle((20, 10, 70, 60), fill=(200, 40, 40))
+    elif kind == 1:
+        d.ellipse((15, 5, 80, 65), fill=(40, 40, 200))
+    elif kind == 2:
+        d.polygon([(48, 5), (10, 66), (86, 66)], fill=(40, 160, 40))
+    return im
+
+
+def in_memory(result: FinetuneResult, images: list[Image.Image]) -> np.ndarray:
+    pooled = pooled_features(images, CONFIG, result.backbone_state, result.pooling_state, device="cpu")
+    return project(result.train.head_state, pooled)
+
+
+def test_a_published_fine_tuned_bundle_loads_in_a_worker_and_embeds_like_the_network(
+    s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    images = [drawn(k, s) for k in (0, 1, 2) for s in range(3)]
+    labels = np.repeat([0, 1, 2], 3)
+    result = finetune(lambda i: images[i], TrainingData(labels, 2, [""] * 9), TINY, CONFIG, blocks=1, device="cpu")
+    emb = in_memory(result, images)
+    version = f"vft-{uuid.uuid4().hex[:8]}"
+    bundle = Bundle(
+        version=version,
+        model={**CONFIG.to_dict(), "embedding_dim": 8, "finetune": {"blocks": 1}},
+        thresholds=Thresholds(global_score=0.5, verification=0.5, geo=0.4),
+        landmarks=(LandmarkInfo(1, "red", "Red"), LandmarkInfo(2, "blue", "Blue")),
+        centroids=l2_normalize(emb[[0, 3]]),
+        centroid_landmarks=np.array([1, 2]),
+        references=emb[:6],
+        reference_landmarks=np.repeat([1, 2], 3),
+        head_state=result.train.head_state,
+        backbone_state=result.tuned_state,
+    )
+    row = publish_bundle(session_factory, s3, bundle, models_bucket=buckets["models"], model_store=tmp_path / "built")
+    assert (tmp_path / "built" / version / BACKBONE_FILE).is_file()
+    assert s3.stat_object(buckets["models"], f"{version}/{BACKBONE_FILE}").size > 0
+
+    worker = registry.load_recognizer(row, s3, buckets["models"], tmp_path / "worker", device="cpu", threads=1)
+    assert (tmp_path / "worker" / version / BACKBONE_FILE).is_file()  # fetched from the bucket, not the build folder
+    queries = [drawn(0, 10), drawn(1, 11), drawn(2, 12)]
+    np.testing.assert_allclose(worker.embed(queries), in_memory(result, queries), atol=1e-4)
+
+    data = s3.get_object(buckets["models"], f"{version}/{BACKBONE_FILE}").read()
+    altered = data[:-64] + bytes(64)
+    s3.put_object(buckets["models"], f"{version}/{BACKBONE_FILE}", io.BytesIO(altered), len(altered))
+    with pytest.raises(BundleIntegrityError, match="sha256 mismatch"):
+        download_bundle(s3, buckets["models"], version, tmp_path / "another-worker" / version)
+    assert not (tmp_path / "another-worker" / version).exists()
+
+
+def _gallery(tmp_path: Path) -> list[GalleryRow]:
+    rows = []
+    tag = uuid.uuid4().hex[:6]
+    for kind, name in enumerate(("red", "blue", "green")):
+        for seed in range(3):
+            path = tmp_path / f"{name}{seed}.jpg"
+            drawn(kind, seed).save(path, "JPEG", quality=90)
+            slug = f"{name}_{tag}"
+            rows.append(GalleryRow(path, "landmark", slug, name, "Paintville", "Nowhere", None, None, "train"))
+    for seed in range(4):
+        path = tmp_path / f"plain{seed}.jpg"
+        drawn(3, 100 + seed).save(path, "JPEG", quality=90)
+        rows.append(GalleryRow(path, "non_landmark", None, "", "", "", None, None, "train"))
+    return rows
+
+
+def test_training_in_finetune_mode_publishes_the_tuned_backbone(
+    s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with session_factory.begin() as session:
+        import_rows(session, s3, buckets["gallery"], _gallery(tmp_path))
+    phases: list[Any] = []
+    row = train_model_version(
+        session_factory,
+        s3,
+        Embedder(CONFIG, device="cpu", threads=1),
+        TINY,
+        models_bucket=buckets["models"],
+        model_store=tmp_path / "store",
+        min_side=64,
+        feature_cache=None,
+        folds=2,
+        progress=phases.append,
+        finetune=FinetuneOptions(blocks=1, device="cpu"),
+    )
+    assert row.metrics["training"]["mode"] == "finetune"
+    folder = tmp_path / "store" / row.version
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert BACKBONE_FILE in manifest["files"] and manifest["model"]["finetune"]["blocks"] == 1
+    assert "presence_gate" in manifest["model"]
+    tuning = [p for p in phases if p.phase == "finetune"]
+    assert tuning and all(p.run == 1 and p.runs == 4 for p in tuning)  # tuning, the final head, 2 folds
+    assert [p.phase for p in phases][0] == "features" and phases[-1].phase == "done"
+    worker = registry.load_recognizer(row, s3, buckets["models"], tmp_path / "worker", device="cpu", threads=1)
+    assert worker.bundle.backbone_state is not None and worker.gate is not None
+    assert worker.embed([drawn(0, 7)]).shape == (1, 8)
