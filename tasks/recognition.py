@@ -1,38 +1,145 @@
-"""Tasks of the `recognize` queue: fetch, decode, embed and decide; the result goes to the `albums` queue."""
+"""Tasks of the `recognize` queue: fetch, decode, embed and decide; the result goes to the `albums` queue.
+
+Every photo is one message of `recognition.recognize_photo(photo_id)`, whoever sends it (ingest, the sweep,
+`landmarks reprocess`). A worker consuming the queue runs those messages in one of two ways, chosen when it starts
+(:meth:`RecognizeTask.start_strategy`):
+
+- one photo per task run (CPU workers by default): :func:`recognize_photo`, retried by Celery on transient faults;
+- micro-batches (GPU workers by default, or `LANDMARKS_RECOGNITION__MICRO_BATCH`): the worker's main process
+  buffers up to `micro_batch` messages for at most `micro_batch_wait_ms` (celery-batches) and hands them to a pool
+  process together; :func:`recognize_batch` claims each photo and runs all of them through ONE recognizer call.
+
+Either way each photo then goes to `albums.apply_recognition` or `albums.record_photo_failure`, and is logged
+and counted per photo (the batch sends the per-photo task signals that `workers.signals` listens to).
+
+Reliability of a micro-batch (at least once, like the plain task; every write downstream is idempotent):
+
+- Its messages are acknowledged only after the whole batch returned (acks late). If its pool process dies
+  (SIGKILL, out of memory) they are rejected with requeue, as `reject_on_worker_lost` does for the plain task.
+  If the worker itself dies or shuts down, its unacknowledged messages, batched or still buffered, go back to
+  Redis (at once on a warm shutdown, after the visibility timeout on a kill).
+- A transient fault (S3, PostgreSQL) of one photo retries that photo alone: its message is published again with
+  the same id, `retries` + 1 and an exponential, jittered countdown (what Celery's autoretry does for the plain
+  task), then the original is acknowledged with the batch. After `MAX_RETRIES` it is left to the sweep, which
+  re-enqueues photos stuck in processing.
+- A fault of the whole batch (no active model, a bug) fails every photo's run, as it would fail each plain task:
+  the messages are acknowledged and the sweep picks the photos up again after `stuck_after_s`.
+- A bad photo (undecodable, missing, too large) fails alone: it is recorded once; the others go on.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
-from celery import shared_task
+from billiard.exceptions import WorkerLostError
+from celery import Task, shared_task, signals, states
+from celery.utils.time import get_exponential_backoff_interval
+from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import OperationalError
 
 from shared import pipeline
+from shared.accelerator import micro_batch_size
 from shared.errors import PermanentError, TransientError
-from tasks.context import context
+from tasks.context import WorkerContext, context
 
 log = structlog.get_logger(__name__)
 
 MAX_OBJECT_BYTES = 200 * 1024 * 1024
+RECOGNIZE_TASK = "recognition.recognize_photo"
+BATCH_TASK = "recognition.recognize_batch"
+RETRYABLE = (TransientError, OperationalError)
+MAX_RETRIES = 12
+RETRY_BACKOFF_MAX_S = 120
+
+
+class RecognizeTask(Task):
+    """The per-photo task. In a worker that consumes its queue with micro-batching on, its messages are handed to
+    :data:`recognize_batch` instead: same task name and message, so producers and metrics need no change."""
+
+    def start_strategy(self, app: Any, consumer: Any, **kwargs: Any) -> Any:
+        # Runs in the worker's main process when it starts consuming (and only there).
+        size = micro_batch_size(context().settings.recognition) if consumes_queue_of(self, app) else 1
+        if size <= 1:
+            return super().start_strategy(app, consumer, **kwargs)
+        batch = app.tasks[BATCH_TASK]
+        batch.flush_every = size
+        batch.flush_interval = context().settings.recognition.micro_batch_wait_ms / 1e3
+        ensure_prefetch(consumer, size)
+        log.info("micro_batching", task=self.name, flush_every=size, flush_interval_s=batch.flush_interval)
+        return batch.start_strategy(app, consumer, **kwargs)
+
+
+def consumes_queue_of(task: Task, app: Any) -> bool:
+    """Whether this worker consumes the queue the task is routed to (an ingest worker never batches it)."""
+    queue = app.amqp.router.route({}, task.name).get("queue")
+    name = getattr(queue, "name", queue)
+    selected = app.amqp.queues.consume_from  # every queue when the worker was started without -Q
+    return not selected or name in selected
+
+
+def ensure_prefetch(consumer: Any, size: int) -> None:
+    """Raise the worker's prefetch window to two batches when it is smaller.
+
+    Acks late keeps a batch's messages unacknowledged until it is done, and they count against the window: with
+    the fleet's default (1 per process) a batch would never fill and would leave only by the timer, one photo at
+    a time. Deployments set `--prefetch-multiplier` themselves (deploy/, workers/devstack); this covers the rest.
+    """
+    window = consumer.initial_prefetch_count
+    if not window:
+        return  # 0: no limit
+    need = 2 * size
+    if window >= need:
+        return
+    processes = max(1, window // max(1, consumer.prefetch_multiplier))
+    consumer.prefetch_multiplier = -(-need // processes)
+    consumer.initial_prefetch_count = processes * consumer.prefetch_multiplier
+    log.warning("prefetch_raised", was=window, now=consumer.initial_prefetch_count, micro_batch=size)
+
+
+class MicroBatches(Batches):
+    """celery-batches' task with acks late that also survives a lost pool process.
+
+    celery-batches acknowledges a batch's messages when its pool job returns; a job whose process died never
+    returns, so its messages would stay unacknowledged (and hold the prefetch window) until the worker stops.
+    Here they are rejected with requeue, so another run picks them up at once.
+    """
+
+    def flush(self, requests: Sequence[Any]) -> Any:
+        def acknowledge(_result: Any) -> None:
+            for request in requests:
+                request.acknowledge()
+
+        def on_error(exc_info: Any) -> None:
+            lost = isinstance(getattr(exc_info, "exception", None), WorkerLostError)
+            log.error("micro_batch_lost" if lost else "micro_batch_error", photos=len(requests), error=str(exc_info))
+            for request in requests:
+                request.reject(requeue=True) if lost else request.acknowledge()
+
+        simple = ([SimpleRequest.from_request(r) for r in requests],)  # picklable for the prefork pool
+        return self._pool.apply_async(
+            apply_batches_task, (self, simple, 0, None), callback=acknowledge, error_callback=on_error
+        )
 
 
 @shared_task(
-    name="recognition.recognize_photo",
+    name=RECOGNIZE_TASK,
+    base=RecognizeTask,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(TransientError, OperationalError),
+    autoretry_for=RETRYABLE,
     retry_backoff=True,
-    retry_backoff_max=120,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
     retry_jitter=True,
-    max_retries=12,
+    max_retries=MAX_RETRIES,
 )
 def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
-    from tasks.albums import apply_recognition, record_photo_failure
-
     ctx = context()
     pid = uuid.UUID(photo_id)
     with ctx.session() as session:
@@ -49,24 +156,200 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
             max_pixels=ctx.settings.recognition.max_pixels,
         )
     except PermanentError as exc:
+        return deliver(photo_id, ref, version_id, exc, task_name=self.name, task_id=self.request.id)
+    return deliver(photo_id, ref, version_id, outcome, task_name=self.name, task_id=self.request.id)
+
+
+@shared_task(name=BATCH_TASK, base=MicroBatches, bind=True, acks_late=True)
+def recognize_batch(self: Any, requests: list[SimpleRequest]) -> dict[str, Any]:
+    """Run a micro-batch of `recognition.recognize_photo` messages; never sent as a message of its own."""
+    photo_task = self.app.tasks[RECOGNIZE_TASK]
+    runs = PhotoRuns(photo_task, requests)
+    try:
+        results = run_batch(context(), photo_task, requests)
+    except Exception as exc:
+        log.exception("micro_batch_failed", photos=len(requests))
+        for request in requests:
+            runs.finish(request, None, states.FAILURE, exc)
+        raise
+    for request in requests:
+        result, exc = results[request.id]
+        runs.finish(request, result, states.RETRY if exc is not None else states.SUCCESS, exc)
+    actions = [result.get("action") for result, _ in results.values()]
+    return {"photos": len(requests), **{a: actions.count(a) for a in set(actions)}}
+
+
+def run_batch(
+    ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleRequest]
+) -> dict[str, tuple[dict[str, Any], Exception | None]]:
+    """Request id -> (its result, the transient error it was retried for or None).
+
+    The same photo twice in one batch (a replayed event) is recognised once; both requests get its result.
+    """
+    groups: dict[str, list[SimpleRequest]] = {}
+    for request in requests:
+        groups.setdefault(photo_id_of(request), []).append(request)
+    out: dict[str, tuple[dict[str, Any], Exception | None]] = {}
+
+    def settle(photo_id: str, result: dict[str, Any] | None, exc: Exception | None = None) -> None:
+        for request in groups[photo_id]:
+            out[request.id] = (retry(photo_task, request, exc), exc) if exc is not None else (result or {}, None)
+
+    refs: dict[str, pipeline.PhotoRef] = {}
+    for photo_id in groups:
+        try:
+            with ctx.session() as session:
+                ref = pipeline.claim_photo(session, uuid.UUID(photo_id))
+        except RETRYABLE as exc:
+            settle(photo_id, None, exc)
+            continue
+        if ref is None:
+            settle(photo_id, {"action": "skipped"})
+        else:
+            refs[photo_id] = ref
+    if not refs:
+        return out
+    try:
+        version_id, recognizer = ctx.recognizer()
+    except RETRYABLE as exc:
+        for photo_id in refs:
+            settle(photo_id, None, exc)
+        return out
+    ids = list(refs)
+    outcomes = pipeline.recognize_objects(
+        ctx.minio,
+        recognizer,
+        [refs[p] for p in ids],
+        max_bytes=MAX_OBJECT_BYTES,
+        max_pixels=ctx.settings.recognition.max_pixels,
+    )
+    for photo_id, outcome in zip(ids, outcomes, strict=True):
+        if isinstance(outcome, TransientError):
+            settle(photo_id, None, outcome)
+            continue
+        first = groups[photo_id][0]
+        settle(
+            photo_id, deliver(photo_id, refs[photo_id], version_id, outcome, task_name=RECOGNIZE_TASK, task_id=first.id)
+        )
+    return out
+
+
+def deliver(
+    photo_id: str,
+    ref: pipeline.PhotoRef,
+    version_id: int,
+    result: pipeline.RecognitionOutcome | PermanentError,
+    *,
+    task_name: str,
+    task_id: str | None,
+) -> dict[str, Any]:
+    """Send a recognised photo to the albums queue, or record its permanent failure (once, with the reason)."""
+    from tasks.albums import apply_recognition, record_photo_failure
+
+    if isinstance(result, PermanentError):
         record_photo_failure.delay(
             photo_id,
-            self.name,
-            self.request.id,
-            exc.reason,
-            str(exc),
-            type(exc.__cause__ or exc).__name__,
-            traceback.format_exc(limit=5),
+            task_name,
+            task_id,
+            result.reason,
+            str(result),
+            type(result.__cause__ or result).__name__,
+            "".join(traceback.format_exception(result, limit=5)),
         )
-        log.warning("photo_failed", photo_id=photo_id, reason=exc.reason, error=str(exc))
-        return {"action": "failed", "reason": exc.reason}
-    apply_recognition.delay(photo_id, ref.etag, version_id, outcome.to_json())
-    best = outcome.matches[0] if outcome.matches else None
+        log.warning("photo_failed", photo_id=photo_id, reason=result.reason, error=str(result))
+        return {"action": "failed", "reason": result.reason}
+    apply_recognition.delay(photo_id, ref.etag, version_id, result.to_json())
+    best = result.matches[0] if result.matches else None
+    batch_size = result.meta.get("batch_size", 1)
     log.info(
         "photo_recognized",
         photo_id=photo_id,
         landmark=best.landmark if best else None,
         score=best.score if best else None,
-        **{f"{k}_ms": round(v, 1) for k, v in outcome.timings_ms.items()},
+        batch_size=batch_size,
+        **{f"{k}_ms": round(v, 1) for k, v in result.timings_ms.items()},
     )
-    return {"action": "recognized", "landmark": best.landmark if best else None}
+    return {"action": "recognized", "landmark": best.landmark if best else None, "batch_size": batch_size}
+
+
+def retry(photo_task: Task, request: SimpleRequest, exc: Exception) -> dict[str, Any]:
+    """Publish one request of a batch again after a backoff, as Celery's autoretry would (same id, retries + 1)."""
+    retries = int((request.request_dict or {}).get("retries") or 0)
+    if retries >= MAX_RETRIES:
+        log.error("photo_retries_exhausted", photo_id=photo_id_of(request), retries=retries, error=str(exc))
+        return {"action": "gave_up", "error": str(exc)}
+    countdown = get_exponential_backoff_interval(1, retries, RETRY_BACKOFF_MAX_S, full_jitter=True)
+    photo_task.apply_async(
+        args=request.args,
+        kwargs=request.kwargs,
+        task_id=request.id,
+        countdown=countdown,
+        retries=retries + 1,
+        priority=(request.delivery_info or {}).get("priority"),
+    )
+    log.warning(
+        "photo_retry", photo_id=photo_id_of(request), retries=retries + 1, countdown_s=countdown, error=str(exc)
+    )
+    return {"action": "retry", "countdown_s": countdown, "error": str(exc)}
+
+
+def photo_id_of(request: SimpleRequest) -> str:
+    return str(request.args[0] if request.args else request.kwargs["photo_id"])
+
+
+class PhotoRuns:
+    """Each request of a batch reported as a run of the per-photo task: task_prerun when the batch starts,
+    task_postrun with its own result when it ends, and its result stored in the result backend.
+
+    `workers.signals` then logs `task_started`/`task_finished` with the photo's id and counts the photo's outcome
+    (`workers.metrics`) exactly as for a plain run; its duration is the batch's run time. The log context those
+    handlers bind for a photo is set aside between its two signals, so the batch's own lines keep the batch's.
+    """
+
+    def __init__(self, task: Task, requests: Sequence[SimpleRequest]) -> None:
+        self.task = task
+        self.context: dict[str, dict[str, Any]] = {}
+        for request in requests:
+            with self._as_current(request):
+                signals.task_prerun.send(
+                    sender=task, task_id=request.id, task=task, args=request.args, kwargs=request.kwargs
+                )
+                self.context[request.id] = structlog.contextvars.get_contextvars()
+
+    def finish(self, request: SimpleRequest, result: dict[str, Any] | None, state: str, exc: Exception | None) -> None:
+        backend = self.task.app.backend
+        if not request.ignore_result:
+            if state == states.SUCCESS:
+                backend.mark_as_done(request.id, result, request=request)
+            elif state == states.RETRY and exc is not None:
+                backend.mark_as_retry(request.id, exc, request=request)
+            elif exc is not None:
+                backend.mark_as_failure(request.id, exc, request=request, call_errbacks=False)
+        with self._as_current(request, self.context.pop(request.id, None)):
+            signals.task_postrun.send(
+                sender=self.task,
+                task_id=request.id,
+                task=self.task,
+                args=request.args,
+                kwargs=request.kwargs,
+                retval=result,
+                state=state,
+            )
+
+    @contextlib.contextmanager
+    def _as_current(self, request: SimpleRequest, bound: dict[str, Any] | None = None) -> Iterator[None]:
+        """The request as the task's current one (handlers read its queue from it), with the photo's log context
+        ``bound``; afterwards the log context is what it was."""
+        saved = structlog.contextvars.get_contextvars()
+        if bound is not None:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**bound)
+        self.task.push_request(
+            id=request.id, args=request.args, kwargs=request.kwargs, delivery_info=request.delivery_info
+        )
+        try:
+            yield
+        finally:
+            self.task.pop_request()
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**saved)

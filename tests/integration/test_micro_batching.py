@@ -1,0 +1,181 @@
+"""Micro-batching of the recognize queue on the real stack, forced on for a CPU worker.
+
+The conftest stack is built here with ``LANDMARKS_RECOGNITION__MICRO_BATCH`` set, so its recognize worker runs
+`recognition.recognize_photo` messages in celery-batches micro-batches (tasks/recognition.py) while every
+producer sends them exactly as before. The worker is started without `--prefetch-multiplier` (as the test
+helpers start every worker): the task raises its own prefetch window so the batches can fill.
+
+Batching is proven from what the tasks return (each photo's result in the result backend carries the size of the
+recognizer call it was part of), never from timing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.albums import list_albums
+from shared.db.models import AlbumPhoto, Photo, PhotoStatus, TaskFailure
+from shared.events import CREATED, ObjectEvent
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import RunningStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MICRO_BATCH = 8
+RECOGNIZE_WORKER = "worker-recognize"
+DEADLINE_S = 180.0
+POLL_S = 0.2
+FINAL = {PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted}
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def micro_batching() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LANDMARKS_RECOGNITION__MICRO_BATCH", str(MICRO_BATCH))
+        # Long enough that a burst arriving over a second still shares batches on a loaded 2-core machine.
+        mp.setenv("LANDMARKS_RECOGNITION__MICRO_BATCH_WAIT_MS", "1000")
+        yield
+
+
+@pytest.fixture(scope="module")
+def running_stack(micro_batching: None, running_stack: RunningStack) -> RunningStack:
+    """The conftest stack, its settings (and so its processes' environment) read while micro-batching is set."""
+    assert running_stack.stack.settings.recognition.micro_batch == MICRO_BATCH
+    return running_stack
+
+
+def user(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def upload(e2e: RunningStack, key: str, data: bytes, *, owner: str) -> str:
+    result = e2e.minio.put_object(
+        e2e.bucket, key, io.BytesIO(data), len(data), content_type="image/jpeg", metadata={"user": owner}
+    )
+    return result.etag
+
+
+def wait_until(e2e: RunningStack, check: Callable[[Session], T | None], what: str) -> T:
+    """Poll ``check`` in a fresh session until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with e2e.factory() as session:
+            last = check(session)
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {DEADLINE_S:g} s (last: {last!r})")
+        time.sleep(POLL_S)
+
+
+def photos_by_key(session: Session, bucket: str, keys: Iterable[str]) -> dict[str, Photo]:
+    rows = session.execute(select(Photo).where(Photo.bucket == bucket, Photo.key.in_(list(keys)))).scalars()
+    return {p.key: p for p in rows}
+
+
+def albums_of(session: Session, owner: str) -> dict[str, list[str]]:
+    """landmark slug -> keys of the album's photos, checking on the way that each count equals its membership."""
+    result: dict[str, list[str]] = {}
+    for albums in list_albums(session, owner).values():
+        for album in albums:
+            keys = sorted(p.key for p in album.photos)
+            assert album.photo_count == len(keys), f"{owner}/{album.landmark_slug}: count {album.photo_count}"
+            result[album.landmark_slug] = keys
+    return result
+
+
+def recognize_results(e2e: RunningStack) -> list[dict[str, Any]]:
+    """Every stored result of `recognition.recognize_photo` on this stack's own Redis database."""
+    client = redis.Redis.from_url(e2e.stack.settings.result_backend)
+    try:
+        found = []
+        for key in client.scan_iter("celery-task-meta-*"):
+            raw = client.get(key)
+            meta = json.loads(raw) if raw else {}
+            result = meta.get("result")
+            if meta.get("status") == "SUCCESS" and isinstance(result, dict) and "batch_size" in result:
+                found.append(result)
+        return found
+    finally:
+        client.close()
+
+
+def replay(e2e: RunningStack, key: str, data: bytes, etag: str, owner: str, times: int) -> None:
+    """Send the object's created event again, as a redelivering bridge would, and wait until ingest took each."""
+    record = ObjectEvent(
+        CREATED, e2e.bucket, key, len(data), etag, "image/jpeg", {"user": owner}, datetime.now(UTC), "test:replay"
+    ).to_record()
+    celery = e2e.stack.celery()
+    sent = [celery.send_task("ingest.object_event", args=[record]) for _ in range(times)]
+    assert {r.get(timeout=DEADLINE_S)["action"] for r in sent} <= {"recognize", "unchanged"}
+
+
+def test_a_burst_is_recognised_in_micro_batches_and_a_corrupt_photo_fails_alone(e2e: RunningStack) -> None:
+    ivy = user("ivy")
+    # Three copies of each photo: copies have the same size, so when a batch holds two of them they go through
+    # the network in one forward pass (the embedder groups a call's photos by size).
+    sources = [("alice", "taj_mahal.jpg", "taj_mahal"), ("alice", "colosseum.jpg", "colosseum")]
+    sources.append(("bob", "farm_dog.jpg", None))
+    uploads: dict[str, tuple[bytes, str | None]] = {}
+    for who, name, landmark in sources:
+        for copy in range(3):
+            uploads[f"users/{ivy}/{copy}-{name}"] = ((e2e.upload_dir() / who / name).read_bytes(), landmark)
+    corrupt = f"users/{ivy}/broken.jpg"
+    replayed = f"users/{ivy}/0-taj_mahal.jpg"
+    keys = [*uploads, corrupt]
+
+    # The burst queues up while the recognize worker is down, so its first batches fill by count.
+    e2e.stack.stop(RECOGNIZE_WORKER)
+    try:
+        etags = {key: upload(e2e, key, data, owner=ivy) for key, (data, _) in uploads.items()}
+        upload(e2e, corrupt, b"hello, not a photo", owner=ivy)
+        wait_until(e2e, lambda s: len(photos_by_key(s, e2e.bucket, keys)) == len(keys), "ingest of the burst")
+        replay(e2e, replayed, uploads[replayed][0], etags[replayed], ivy, times=3)
+    finally:
+        e2e.stack.start(RECOGNIZE_WORKER)
+
+    def all_final(session: Session) -> dict[str, Photo] | None:
+        found = photos_by_key(session, e2e.bucket, keys)
+        return found if len(found) == len(keys) and all(p.status in FINAL for p in found.values()) else None
+
+    photos = wait_until(e2e, all_final, "the burst to be processed")
+    assert {k: p.status for k, p in photos.items()} == {
+        **dict.fromkeys(uploads, PhotoStatus.done),
+        corrupt: PhotoStatus.failed,
+    }
+    with e2e.factory() as session:
+        expected: dict[str, list[str]] = {}
+        for key, (_, landmark) in uploads.items():
+            if landmark:
+                expected.setdefault(landmark, []).append(key)
+        assert albums_of(session, ivy) == {slug: sorted(k) for slug, k in expected.items()}
+        # The replayed event: still one photo row and one album entry.
+        assert session.scalar(select(func.count()).where(Photo.bucket == e2e.bucket, Photo.key == replayed)) == 1
+        assert session.scalar(select(func.count()).where(AlbumPhoto.photo_id == photos[replayed].id)) == 1
+
+    def failures(session: Session) -> list[str] | None:
+        reasons = session.scalars(select(TaskFailure.reason).where(TaskFailure.photo_id == photos[corrupt].id)).all()
+        return list(reasons) or None
+
+    reasons = wait_until(e2e, failures, "the corrupt photo's failure row")
+    assert len(reasons) == 1 and reasons[0].startswith("not_an_image")
+    assert (photos[corrupt].error or "").startswith("not_an_image")
+
+    results = recognize_results(e2e)
+    assert results, "no recognize results stored"
+    sizes = [r["batch_size"] for r in results if r.get("action") == "recognized"]
+    assert max(sizes) > 1, f"every recognizer call held one photo: {sizes}"
+    assert max(sizes) <= MICRO_BATCH
