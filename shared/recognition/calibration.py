@@ -1,7 +1,8 @@
 """Thresholds from known non-landmark photos: reject a target share of them.
 
 A photo is accepted when its score is strictly above the threshold, so the threshold is the lowest value at or
-under which at least ``rejection`` of the non-landmark scores fall: the ceil(rejection * n)-th smallest score.
+under which at least ``rejection`` of the non-landmark scores fall: the ceil(rejection * n)-th smallest score,
+raised by ``SCORE_TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ import math
 
 import numpy as np
 
+# The same photo scored again (Faiss in float32 at decision time, numpy at calibration time, another batch size in
+# the network) moves by ~1e-7; without this slack a calibration photo can come back just above its own threshold.
+SCORE_TOLERANCE = 1e-6
+
 
 def calibrate_threshold(non_landmark_scores: np.ndarray, rejection: float = 0.99) -> float:
-    """Lowest threshold that rejects (score <= threshold) at least ``rejection`` of the given scores."""
+    """Lowest threshold that rejects (score <= threshold) at least ``rejection`` of the given scores, even when
+    they are recomputed with float32 noise."""
     s = np.sort(np.asarray(non_landmark_scores, dtype=np.float64).ravel())
     s = s[np.isfinite(s)]
     if not 0.0 < rejection <= 1.0:
@@ -20,7 +26,7 @@ def calibrate_threshold(non_landmark_scores: np.ndarray, rejection: float = 0.99
     if len(s) == 0:
         raise ValueError("no non-landmark scores to calibrate on")
     k = max(1, math.ceil(rejection * len(s) - 1e-9))
-    return float(s[k - 1])
+    return float(s[k - 1]) + SCORE_TOLERANCE
 
 
 def rejected_share(non_landmark_scores: np.ndarray, threshold: float) -> float:
