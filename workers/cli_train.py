@@ -25,9 +25,6 @@ def _check(loss: str, mode: str) -> None:
         raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
     if mode not in MODES:
         raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
-    if mode == "finetune":
-        console.print("[red]error:[/] --mode finetune is not available yet; use --mode features")
-        raise typer.Exit(2)
 
 
 def training_progress(progress: Progress) -> Any:
@@ -57,7 +54,10 @@ def model_train(
     wait: Annotated[bool, typer.Option(help="Train here (with a progress bar) instead of enqueueing.")] = False,
     loss: Annotated[str, typer.Option(help="center | arcface | cosface")] = "center",
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of the final curriculum stage.")] = 30,
-    mode: Annotated[str, typer.Option(help="features (cached backbone features) | finetune")] = "features",
+    mode: Annotated[
+        str, typer.Option(help="features (cached backbone features) | finetune (also the last backbone blocks)")
+    ] = "features",
+    blocks: Annotated[int, typer.Option(min=1, help="With --mode finetune: backbone blocks to tune.")] = 2,
     folds: Annotated[int, typer.Option(min=2, help="Cross-fitting folds for the calibration.")] = 5,
     curriculum: Annotated[bool, typer.Option(help="Add one region per stage.")] = True,
     activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
@@ -65,6 +65,8 @@ def model_train(
     """Train the embedding head on the gallery, calibrate out-of-fold, publish and register a model version."""
     _check(loss, mode)
     options = {"loss": loss, "epochs": epochs, "mode": mode, "folds": folds, "curriculum": curriculum}
+    if mode == "finetune":
+        options["blocks"] = blocks
     if not wait:
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
         from tasks.training import train_model

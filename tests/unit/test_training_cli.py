@@ -22,9 +22,25 @@ def test_model_train_is_added_to_the_model_group() -> None:
         assert option in result.output
 
 
-def test_unknown_loss_and_unavailable_mode_are_refused() -> None:
+def test_unknown_loss_and_mode_are_refused() -> None:
     runner = CliRunner()
     bad_loss = runner.invoke(_app(), ["model", "train", "--wait", "--loss", "triplet"])
     assert bad_loss.exit_code == 2 and "center" in bad_loss.output
-    finetune = runner.invoke(_app(), ["model", "train", "--wait", "--mode", "finetune"])
-    assert finetune.exit_code == 2 and "features" in finetune.output
+    bad_mode = runner.invoke(_app(), ["model", "train", "--wait", "--mode", "lora"])
+    assert bad_mode.exit_code == 2 and "finetune" in bad_mode.output
+
+
+def test_finetune_mode_passes_its_blocks_to_the_training_run(monkeypatch) -> None:
+    import tasks.training
+
+    seen: list[dict] = []
+
+    def fake_train(options: dict, *, activate: bool, progress: object) -> object:
+        seen.append(options)
+        raise SystemExit(0)  # stop before printing a model version: only the options matter here
+
+    monkeypatch.setattr(tasks.training, "train_from_options", fake_train)
+    CliRunner().invoke(_app(), ["model", "train", "--wait", "--mode", "finetune", "--blocks", "3"])
+    assert seen and seen[0]["mode"] == "finetune" and seen[0]["blocks"] == 3
+    CliRunner().invoke(_app(), ["model", "train", "--wait"])
+    assert seen[1]["mode"] == "features" and "blocks" not in seen[1]
