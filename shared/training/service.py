@@ -121,19 +121,18 @@ def _classes(snap: GallerySnapshot, ok: Sequence[int]) -> TrainingData:
     return TrainingData(labels, len(landmarks), regions)
 
 
-def tune_backbone(
+def tune_backbone_state(
     images: Sequence[Image.Image],
     data: TrainingData,
     config: TrainConfig,
-    embedder: Any,
+    embedder_config: Any,
     options: FinetuneOptions,
     *,
     progress: ProgressFn | None = None,
     runs: int = 1,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Tune the backbone on the landmark photos; return every photo's features through the tuned backbone (the
-    head's input, computed by the inference network itself) and the tuned tensors for the bundle."""
-    from shared.model import Embedder
+) -> dict[str, Any]:
+    """Tune the backbone on the landmark photos of ``data`` only (its "no landmark" rows stay out); the tuned
+    tensors, as a bundle's ``backbone.pt`` stores them (``landmarks eval --train --mode finetune`` uses it too)."""
     from shared.training.finetune import finetune
 
     rows = np.flatnonzero(data.labels != data.no_landmark)
@@ -147,13 +146,30 @@ def tune_backbone(
         lambda i: images[int(rows[i])],
         landmark_data,
         config,
-        embedder.config,
+        embedder_config,
         blocks=options.blocks,
         device=options.device,
         weights_path=options.weights_path,
         progress=report,
     )
-    state = tuned.tuned_state
+    return tuned.tuned_state
+
+
+def tune_backbone(
+    images: Sequence[Image.Image],
+    data: TrainingData,
+    config: TrainConfig,
+    embedder: Any,
+    options: FinetuneOptions,
+    *,
+    progress: ProgressFn | None = None,
+    runs: int = 1,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Tune the backbone on the landmark photos; return every photo's features through the tuned backbone (the
+    head's input, computed by the inference network itself) and the tuned tensors for the bundle."""
+    from shared.model import Embedder
+
+    state = tune_backbone_state(images, data, config, embedder.config, options, progress=progress, runs=runs)
     tuned_embedder = Embedder(
         embedder.config,
         device=options.device,
