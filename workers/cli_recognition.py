@@ -46,6 +46,13 @@ def eval_command(
     train: Annotated[bool, typer.Option("--train", help="Train the head on the train rows first.")] = False,
     loss: Annotated[str, typer.Option("--loss", help="With --train: center | arcface | cosface.")] = "center",
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="With --train: epochs of the last stage.")] = 30,
+    mode: Annotated[
+        str, typer.Option("--mode", help="With --train: features (cached) | finetune (also the last backbone blocks).")
+    ] = "features",
+    blocks: Annotated[int, typer.Option("--blocks", min=1, help="With --mode finetune: backbone blocks to tune.")] = 2,
+    finetune_epochs: Annotated[
+        int, typer.Option("--finetune-epochs", min=1, help="With --mode finetune: epochs of backbone tuning.")
+    ] = 5,
 ) -> None:
     """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
     from shared.model import Embedder, EmbedderConfig
@@ -66,18 +73,7 @@ def eval_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
-    cache = None if no_cache else settings.state_dir / "embeddings" / config.key()
-    console = _console()
-    with console.status("embedding photos") as status:
-        embedded = embed_rows(
-            rows,
-            embedder,
-            cache_dir=cache,
-            min_side=round(config.image_size * max(config.scales)),
-            max_pixels=rec.max_pixels,
-            batch_size=rec.batch_size,
-            progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
-        )
+    min_side = round(config.image_size * max(config.scales))
     options = EvalOptions(
         use_gps=use_gps,
         rejection=rec.non_landmark_rejection,
@@ -89,12 +85,45 @@ def eval_command(
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
     )
-    if train:  # training lives in workers.cli_train / shared.training
-        from workers.cli_train import run_eval_train
+    if train:
+        from workers.cli_train import check_options
 
-        report = run_eval_train(rows, embedded, embedder.describe(), options, loss=loss, epochs=epochs)
+        check_options(loss, mode)
+    console = _console()
+    if train and mode == "finetune":  # tuned features: embedded inside, never from the cache
+        from workers.cli_train import run_eval_finetune
+
+        report = run_eval_finetune(
+            rows,
+            embedder,
+            options,
+            loss=loss,
+            epochs=epochs,
+            blocks=blocks,
+            finetune_epochs=finetune_epochs,
+            min_side=min_side,
+            max_pixels=rec.max_pixels,
+            device=rec.device,
+            weights_path=rec.weights_path,
+        )
     else:
-        report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
+        cache = None if no_cache else settings.state_dir / "embeddings" / config.key()
+        with console.status("embedding photos") as status:
+            embedded = embed_rows(
+                rows,
+                embedder,
+                cache_dir=cache,
+                min_side=min_side,
+                max_pixels=rec.max_pixels,
+                batch_size=rec.batch_size,
+                progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
+            )
+        if train:  # training lives in workers.cli_train / shared.training
+            from workers.cli_train import run_eval_train
+
+            report = run_eval_train(rows, embedded, embedder.describe(), options, loss=loss, epochs=epochs)
+        else:
+            report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
     _print_report(console, report)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,8 @@ console = Console()
 MODES = ("features", "finetune")
 
 
-def _check(loss: str, mode: str) -> None:
+def check_options(loss: str, mode: str) -> None:
+    """Refuse an unknown loss or mode before anything is embedded, enqueued or trained."""
     if loss not in LOSSES:
         raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
     if mode not in MODES:
@@ -63,7 +64,7 @@ def model_train(
     activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
 ) -> None:
     """Train the embedding head on the gallery, calibrate out-of-fold, publish and register a model version."""
-    _check(loss, mode)
+    check_options(loss, mode)
     options = {"loss": loss, "epochs": epochs, "mode": mode, "folds": folds, "curriculum": curriculum}
     if mode == "finetune":
         options["blocks"] = blocks
@@ -89,10 +90,48 @@ def run_eval_train(
     from shared.training.evaluate import train_and_evaluate
     from shared.training.trainer import TrainConfig
 
-    _check(loss, "features")
+    check_options(loss, "features")
     with progress_bar() as progress:
         report, _ = train_and_evaluate(
             rows, embedded, model, options, TrainConfig(loss=loss, epochs=epochs), progress=training_progress(progress)
+        )
+    return report
+
+
+def run_eval_finetune(
+    rows: Sequence[Any],
+    embedder: Any,
+    options: Any,
+    *,
+    loss: str,
+    epochs: int,
+    blocks: int,
+    finetune_epochs: int,
+    min_side: int,
+    max_pixels: int,
+    device: str,
+    weights_path: Any = None,
+) -> dict[str, Any]:
+    """Body of ``landmarks eval --train --mode finetune``: tune the last ``blocks`` backbone blocks on the train
+    landmark photos, re-embed every row, then train the head as ``--mode features`` does."""
+    from shared.training.evaluate_finetune import finetune_and_evaluate
+    from shared.training.service import FinetuneOptions
+    from shared.training.trainer import TrainConfig
+
+    with progress_bar() as progress:
+        bar = training_progress(progress)
+        embedding = progress.add_task("tuned embeddings", total=len(rows), visible=False)
+        report, _ = finetune_and_evaluate(
+            rows,
+            embedder,
+            options,
+            TrainConfig(loss=loss, epochs=epochs),
+            FinetuneOptions(blocks=blocks, device=device, weights_path=weights_path),
+            finetune_epochs=finetune_epochs,
+            min_side=min_side,
+            max_pixels=max_pixels,
+            progress=bar,
+            embed_progress=lambda done, total: progress.update(embedding, completed=done, visible=True),
         )
     return report
 

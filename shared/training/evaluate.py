@@ -2,6 +2,7 @@
 
 The features are the evaluator's cached embeddings of the untrained network (pooled, L2-normalised backbone
 features: exactly the head's input), so a re-run trains in seconds per run without touching the backbone.
+``--mode finetune`` (:mod:`shared.training.evaluate_finetune`) passes features of a tuned backbone instead.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def train_and_evaluate(
     use_gate: bool = True,
     views: Sequence[np.ndarray] = (),
     progress: ProgressFn | None = None,
+    backbone_state: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], TrainedModel]:
     """Train on the train rows (cross-fitted calibration), decide every test row; the report has the evaluator's
-    metrics plus the training summary."""
+    metrics plus the training summary. ``backbone_state``: the tuned tensors when ``embedded`` holds features of
+    a fine-tuned backbone (:mod:`shared.training.evaluate_finetune`); the bundle then carries them."""
     ds, landmarks = dataset_from_rows(rows, embedded.embeddings, views)
     if not len(ds.landmark_rows) or not len(ds.non_landmark_rows):
         raise ValueError("the manifest needs train rows of both kinds (landmark and non_landmark)")
@@ -80,6 +83,7 @@ def train_and_evaluate(
         use_gate=use_gate,
         index=IndexOptions(options.distance_threshold, options.cluster_fraction),
         progress=progress,
+        backbone_state=backbone_state,
     )
     test = [i for i, r in enumerate(rows) if r.split == "test"]
     t0 = time.perf_counter()

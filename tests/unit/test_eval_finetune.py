@@ -1,0 +1,100 @@
+"""`landmarks eval --train --mode finetune` on a tiny manifest of drawn photos (64 px, one epoch each, CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from shared.recognition.evaluation import read_eval_manifest
+from shared.training.evaluate_finetune import tuning_set
+
+LANDMARKS = {"red-tower": (200, 40, 40), "blue-dome": (40, 40, 200)}
+
+
+def _photo(path: Path, kind: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
+    d = ImageDraw.Draw(im)
+    jitter = int(rng.integers(0, 10))
+    if kind == "red-tower":
+        d.rectangle((30 + jitter, 5, 60 + jitter, 68), fill=LANDMARKS[kind])
+    elif kind == "blue-dome":
+        d.ellipse((15 + jitter, 10, 75 + jitter, 60), fill=LANDMARKS[kind])
+    else:
+        d.line((0, jitter, 96, 72 - jitter), fill=(255, 255, 255), width=3)
+    im.save(path, "JPEG")
+
+
+def tiny_manifest(folder: Path) -> Path:
+    """2 landmarks x (6 train + 2 test) photos, 6 train + 2 test non-landmark photos."""
+    rows = []
+    seed = 0
+    for kind, split, n in [(k, s, n) for k in (*LANDMARKS, "none") for s, n in (("train", 6), ("test", 2))]:
+        for _ in range(n):
+            seed += 1
+            name = f"{kind}-{seed}.jpg"
+            _photo(folder / name, kind, seed)
+            is_landmark = kind != "none"
+            rows.append(
+                {
+                    "path": name,
+                    "kind": "landmark" if is_landmark else "non_landmark",
+                    "landmark_id": kind if is_landmark else "",
+                    "landmark_name": kind if is_landmark else "",
+                    "city": "Rome" if is_landmark else "",
+                    "country": "Italy" if is_landmark else "",
+                    "lat": "",
+                    "lon": "",
+                    "split": split,
+                }
+            )
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def test_the_backbone_is_tuned_on_train_landmark_photos_only(tmp_path: Path) -> None:
+    rows = read_eval_manifest(tiny_manifest(tmp_path))
+    chosen, data = tuning_set(rows)
+    assert len(chosen) == 12 and len(data.labels) == 12
+    assert all(rows[i].split == "train" and rows[i].is_landmark for i in chosen)
+    assert set(data.labels.tolist()) == {0, 1} and data.num_landmarks == 2
+
+
+@pytest.mark.slow
+def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path) -> None:
+    from workers.cli import app
+
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "report.json"
+    args = ["eval", "--manifest", str(manifest), "--image-size", "64", "--train", "--mode", "finetune"]
+    args += ["--blocks", "1", "--finetune-epochs", "1", "--epochs", "1", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    for key in ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark", "thresholds", "training"):
+        assert key in report
+    assert report["counts"]["test"] == 6 and report["counts"]["train"] == 18
+    assert report["training"]["mode"] == "finetune"  # the bundle carries the tuned backbone
+    tuning = report["finetune"]
+    assert tuning["blocks"] == 1 and tuning["epochs"] == 1 and tuning["photos"] == 12
+    assert tuning["embed"]["photos"] == 24  # every row re-embedded with the tuned backbone, none from a cache
+    for part in ("tune", "embed", "head"):
+        assert tuning[part]["seconds"] >= 0 and tuning[part]["cpu_seconds"] >= 0
+
+
+def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
+    from workers.cli import app
+
+    manifest = tiny_manifest(tmp_path)
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "--train", "--mode", "lora"])
+    assert result.exit_code == 2 and "finetune" in result.output
