@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared import albums, corrections
 from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError
 from shared.failures import resolve_failures
 from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
 from shared.scenes.store import set_scene_tags
@@ -88,7 +88,10 @@ def claim_photo(session: Session, photo_id: uuid.UUID) -> PhotoRef | None:
     return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag)
 
 
-PhotoError = PermanentError | TransientError
+# What a photo of a batch may end in instead of an outcome: PermanentError (record it once), TransientError (retry
+# that photo), or any other exception, an unexpected fault of that photo alone (S3 answering 500, a decoder bug),
+# which the caller treats as a single-photo task would treat it raised.
+PhotoError = Exception
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ def recognize_fetched(
 ) -> list[RecognitionOutcome | PhotoError]:
     """Decode each fetched photo, then recognise every decodable one in ONE recognizer call (a GPU's batch).
 
-    A photo that failed to fetch or decode keeps its error in its place and never fails the others. Each outcome
+    A photo that failed to fetch or decode keeps its error (:data:`PhotoError`) in its place and never fails the
+    others; only the recognizer call itself can fail the batch, as it is one call for all. Each outcome
     records ``meta["batch_size"]`` (photos in that call) and, besides its own fetch and decode times, the call's
     time shared out per photo (``recognize``) and in full (``recognize_batch``).
     """
@@ -137,6 +141,9 @@ def recognize_fetched(
             error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
             error.__cause__ = exc
             results[i] = error
+            continue
+        except Exception as exc:  # a fault of this photo alone: the caller decides
+            results[i] = exc
             continue
         decoded.append((i, photo, {"fetch": item.fetch_ms, "decode": (time.perf_counter() - t0) * 1e3}))
     if decoded:
@@ -163,12 +170,12 @@ def recognize_objects(
     client: Minio, recognizer: PhotoRecognizer, refs: Sequence[PhotoRef], *, max_bytes: int, max_pixels: int
 ) -> list[RecognitionOutcome | PhotoError]:
     """Fetch, decode and recognise several photos with one recognizer call; per photo its outcome or its error
-    (PermanentError: record it once; TransientError: retry that photo). See :func:`recognize_fetched`."""
+    (:data:`PhotoError`). See :func:`recognize_fetched`."""
     fetched: list[FetchedPhoto | PhotoError] = []
     for ref in refs:
         try:
             fetched.append(fetch_photo(client, ref, max_bytes=max_bytes))
-        except (PermanentError, TransientError) as exc:
+        except Exception as exc:  # kept in its place: one photo never fails the others
             fetched.append(exc)
     return recognize_fetched(recognizer, refs, fetched, max_pixels=max_pixels)
 
@@ -177,7 +184,7 @@ def recognize_object(
     client: Minio, recognizer: PhotoRecognizer, ref: PhotoRef, *, max_bytes: int, max_pixels: int
 ) -> RecognitionOutcome:
     """Fetch, decode and recognise one photo (a batch of one). Undecodable or missing objects raise
-    PermanentError, an unreachable store TransientError."""
+    PermanentError, an unreachable store TransientError; anything else unexpected is raised as it came."""
     [result] = recognize_objects(client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels)
     if isinstance(result, Exception):
         raise result

@@ -22,9 +22,11 @@ Reliability of a micro-batch (at least once, like the plain task; every write do
   the same id, `retries` + 1 and an exponential, jittered countdown (what Celery's autoretry does for the plain
   task), then the original is acknowledged with the batch. After `MAX_RETRIES` it is left to the sweep, which
   re-enqueues photos stuck in processing.
-- A fault of the whole batch (no active model, a bug) fails every photo's run, as it would fail each plain task:
-  the messages are acknowledged and the sweep picks the photos up again after `stuck_after_s`.
-- A bad photo (undecodable, missing, too large) fails alone: it is recorded once; the others go on.
+- A bad photo (undecodable, missing, too large) fails alone: it is recorded once; the others go on. Any other
+  fault of one photo (S3 answering 500, a decoder bug) fails that photo's run alone, as the plain task would
+  fail: acknowledged, and the sweep re-enqueues the photo after `stuck_after_s`.
+- Only a fault of the whole batch (no active model, the recognizer call itself) fails every photo's run, as it
+  would fail each plain task, with the same outcome.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import contextlib
 import traceback
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -116,7 +119,8 @@ class MicroBatches(Batches):
                 request.acknowledge()
 
         def on_error(exc_info: Any) -> None:
-            lost = isinstance(getattr(exc_info, "exception", None), WorkerLostError)
+            kind = getattr(exc_info, "type", None)  # billiard's ExceptionInfo; .exception is wrapped
+            lost = isinstance(kind, type) and issubclass(kind, WorkerLostError)
             log.error("micro_batch_lost" if lost else "micro_batch_error", photos=len(requests), error=str(exc_info))
             for request in requests:
                 request.reject(requeue=True) if lost else request.acknowledge()
@@ -166,42 +170,56 @@ def recognize_batch(self: Any, requests: list[SimpleRequest]) -> dict[str, Any]:
     photo_task = self.app.tasks[RECOGNIZE_TASK]
     runs = PhotoRuns(photo_task, requests)
     try:
-        results = run_batch(context(), photo_task, requests)
+        ended = run_batch(context(), photo_task, requests)
     except Exception as exc:
         log.exception("micro_batch_failed", photos=len(requests))
         for request in requests:
-            runs.finish(request, None, states.FAILURE, exc)
+            runs.finish(request, PhotoRun(None, states.FAILURE, exc))
         raise
     for request in requests:
-        result, exc = results[request.id]
-        runs.finish(request, result, states.RETRY if exc is not None else states.SUCCESS, exc)
-    actions = [result.get("action") for result, _ in results.values()]
-    return {"photos": len(requests), **{a: actions.count(a) for a in set(actions)}}
+        runs.finish(request, ended[request.id])
+    states_seen = [run.state for run in ended.values()]
+    return {"photos": len(requests), **{state.lower(): states_seen.count(state) for state in set(states_seen)}}
 
 
-def run_batch(
-    ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleRequest]
-) -> dict[str, tuple[dict[str, Any], Exception | None]]:
-    """Request id -> (its result, the transient error it was retried for or None).
+@dataclass(frozen=True)
+class PhotoRun:
+    """How one request of a batch ended: its result, its Celery state and the exception behind a retry or failure."""
+
+    result: dict[str, Any] | None
+    state: str = states.SUCCESS
+    exc: Exception | None = None
+
+
+def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleRequest]) -> dict[str, PhotoRun]:
+    """Request id -> how it ended. Each photo fails or is retried alone; only a fault of the batch as a whole (no
+    active model, the recognizer call itself) raises.
 
     The same photo twice in one batch (a replayed event) is recognised once; both requests get its result.
     """
     groups: dict[str, list[SimpleRequest]] = {}
     for request in requests:
         groups.setdefault(photo_id_of(request), []).append(request)
-    out: dict[str, tuple[dict[str, Any], Exception | None]] = {}
+    out: dict[str, PhotoRun] = {}
 
-    def settle(photo_id: str, result: dict[str, Any] | None, exc: Exception | None = None) -> None:
+    def settle(photo_id: str, result: dict[str, Any] | None = None, exc: Exception | None = None) -> None:
+        if exc is not None and not isinstance(exc, RETRYABLE):
+            log.error("photo_error", photo_id=photo_id, error=repr(exc), exc_info=exc)
         for request in groups[photo_id]:
-            out[request.id] = (retry(photo_task, request, exc), exc) if exc is not None else (result or {}, None)
+            if exc is None:
+                out[request.id] = PhotoRun(result)
+            elif isinstance(exc, RETRYABLE):
+                out[request.id] = retry(photo_task, request, exc)
+            else:  # as a plain run that raised: failed, acknowledged, left to the sweep
+                out[request.id] = PhotoRun(None, states.FAILURE, exc)
 
     refs: dict[str, pipeline.PhotoRef] = {}
     for photo_id in groups:
         try:
             with ctx.session() as session:
                 ref = pipeline.claim_photo(session, uuid.UUID(photo_id))
-        except RETRYABLE as exc:
-            settle(photo_id, None, exc)
+        except Exception as exc:
+            settle(photo_id, exc=exc)
             continue
         if ref is None:
             settle(photo_id, {"action": "skipped"})
@@ -213,7 +231,7 @@ def run_batch(
         version_id, recognizer = ctx.recognizer()
     except RETRYABLE as exc:
         for photo_id in refs:
-            settle(photo_id, None, exc)
+            settle(photo_id, exc=exc)
         return out
     ids = list(refs)
     outcomes = pipeline.recognize_objects(
@@ -224,13 +242,16 @@ def run_batch(
         max_pixels=ctx.settings.recognition.max_pixels,
     )
     for photo_id, outcome in zip(ids, outcomes, strict=True):
-        if isinstance(outcome, TransientError):
-            settle(photo_id, None, outcome)
+        if isinstance(outcome, Exception) and not isinstance(outcome, PermanentError):
+            settle(photo_id, exc=outcome)
             continue
-        first = groups[photo_id][0]
-        settle(
-            photo_id, deliver(photo_id, refs[photo_id], version_id, outcome, task_name=RECOGNIZE_TASK, task_id=first.id)
-        )
+        first = groups[photo_id][0].id
+        try:
+            result = deliver(photo_id, refs[photo_id], version_id, outcome, task_name=RECOGNIZE_TASK, task_id=first)
+        except Exception as exc:
+            settle(photo_id, exc=exc)
+            continue
+        settle(photo_id, result)
     return out
 
 
@@ -272,12 +293,12 @@ def deliver(
     return {"action": "recognized", "landmark": best.landmark if best else None, "batch_size": batch_size}
 
 
-def retry(photo_task: Task, request: SimpleRequest, exc: Exception) -> dict[str, Any]:
+def retry(photo_task: Task, request: SimpleRequest, exc: Exception) -> PhotoRun:
     """Publish one request of a batch again after a backoff, as Celery's autoretry would (same id, retries + 1)."""
     retries = int((request.request_dict or {}).get("retries") or 0)
     if retries >= MAX_RETRIES:
         log.error("photo_retries_exhausted", photo_id=photo_id_of(request), retries=retries, error=str(exc))
-        return {"action": "gave_up", "error": str(exc)}
+        return PhotoRun(None, states.FAILURE, exc)
     countdown = get_exponential_backoff_interval(1, retries, RETRY_BACKOFF_MAX_S, full_jitter=True)
     photo_task.apply_async(
         args=request.args,
@@ -290,7 +311,7 @@ def retry(photo_task: Task, request: SimpleRequest, exc: Exception) -> dict[str,
     log.warning(
         "photo_retry", photo_id=photo_id_of(request), retries=retries + 1, countdown_s=countdown, error=str(exc)
     )
-    return {"action": "retry", "countdown_s": countdown, "error": str(exc)}
+    return PhotoRun({"action": "retry", "countdown_s": countdown}, states.RETRY, exc)
 
 
 def photo_id_of(request: SimpleRequest) -> str:
@@ -316,15 +337,15 @@ class PhotoRuns:
                 )
                 self.context[request.id] = structlog.contextvars.get_contextvars()
 
-    def finish(self, request: SimpleRequest, result: dict[str, Any] | None, state: str, exc: Exception | None) -> None:
+    def finish(self, request: SimpleRequest, run: PhotoRun) -> None:
         backend = self.task.app.backend
         if not request.ignore_result:
-            if state == states.SUCCESS:
-                backend.mark_as_done(request.id, result, request=request)
-            elif state == states.RETRY and exc is not None:
-                backend.mark_as_retry(request.id, exc, request=request)
-            elif exc is not None:
-                backend.mark_as_failure(request.id, exc, request=request, call_errbacks=False)
+            if run.state == states.SUCCESS:
+                backend.mark_as_done(request.id, run.result, request=request)
+            elif run.state == states.RETRY:
+                backend.mark_as_retry(request.id, run.exc, request=request)
+            else:
+                backend.mark_as_failure(request.id, run.exc, request=request, call_errbacks=False)
         with self._as_current(request, self.context.pop(request.id, None)):
             signals.task_postrun.send(
                 sender=self.task,
@@ -332,8 +353,8 @@ class PhotoRuns:
                 task=self.task,
                 args=request.args,
                 kwargs=request.kwargs,
-                retval=result,
-                state=state,
+                retval=run.result,
+                state=run.state,
             )
 
     @contextlib.contextmanager

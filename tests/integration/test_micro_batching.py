@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 from shared.albums import list_albums
 from shared.db.models import AlbumPhoto, Photo, PhotoStatus, TaskFailure
 from shared.events import CREATED, ObjectEvent
+from workers.devstack import proc, seaweed
 
 if TYPE_CHECKING:
     from tests.integration.conftest import RunningStack
@@ -179,3 +182,96 @@ def test_a_burst_is_recognised_in_micro_batches_and_a_corrupt_photo_fails_alone(
     sizes = [r["batch_size"] for r in results if r.get("action") == "recognized"]
     assert max(sizes) > 1, f"every recognizer call held one photo: {sizes}"
     assert max(sizes) <= MICRO_BATCH
+
+
+def queue_burst(e2e: RunningStack, owner: str, count: int) -> list[str]:
+    """Upload ``count`` landmark photos while the recognize worker is down; return once ingest queued them all."""
+    data = (e2e.upload_dir() / "alice" / "colosseum.jpg").read_bytes()
+    keys = [f"users/{owner}/{i}-colosseum.jpg" for i in range(count)]
+    e2e.stack.stop(RECOGNIZE_WORKER)
+    for key in keys:
+        upload(e2e, key, data, owner=owner)
+    wait_until(e2e, lambda s: len(photos_by_key(s, e2e.bucket, keys)) == len(keys), "ingest of the burst")
+    return keys
+
+
+def wait_done(e2e: RunningStack, keys: list[str], owner: str, what: str) -> None:
+    def all_done(session: Session) -> dict[str, Photo] | None:
+        found = photos_by_key(session, e2e.bucket, keys)
+        return found if len(found) == len(keys) and all(p.status in FINAL for p in found.values()) else None
+
+    photos = wait_until(e2e, all_done, what)
+    assert {k: p.status for k, p in photos.items()} == dict.fromkeys(keys, PhotoStatus.done)
+    with e2e.factory() as session:
+        assert albums_of(session, owner) == {"colosseum": sorted(keys)}
+
+
+def log_events(e2e: RunningStack, event: str) -> list[dict[str, Any]]:
+    found = []
+    for line in e2e.stack.log_path(RECOGNIZE_WORKER).read_text(errors="replace").splitlines():
+        if f'"{event}"' in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def s3_serves(e2e: RunningStack, key: str) -> bool:
+    try:
+        response = e2e.minio.get_object(e2e.bucket, key)
+    except Exception:  # refused, or 500 while weed's volume server is still starting
+        return False
+    response.close()
+    response.release_conn()
+    return True
+
+
+@pytest.mark.faults
+def test_an_s3_outage_during_a_batch_retries_each_photo_then_all_are_done(e2e: RunningStack) -> None:
+    jon = user("jon")
+    keys = queue_burst(e2e, jon, 4)
+    before = len(log_events(e2e, "photo_retry"))
+    settings, registry = e2e.stack.settings, e2e.stack.registry
+    outcome = seaweed.down(settings, registry)
+    assert not outcome.failed, outcome.detail
+    try:
+        e2e.stack.start(RECOGNIZE_WORKER)
+        wait_until(e2e, lambda _: len(log_events(e2e, "photo_retry")) > before, "a retry while S3 is down")
+        # A warm shutdown hands the retries waiting for their countdown back to Redis. Restarting only once S3
+        # serves again keeps them out of weed's start-up window, where it answers 500 (not a retried fault).
+        e2e.stack.stop(RECOGNIZE_WORKER, grace=60)
+    finally:
+        outcome = seaweed.up(settings, registry, timeout=90)
+        assert not outcome.failed, outcome.detail
+    wait_until(e2e, lambda _: s3_serves(e2e, keys[0]), "S3 to serve the photos again")
+    e2e.stack.start(RECOGNIZE_WORKER)
+    wait_done(e2e, keys, jon, "the burst after the outage")
+    with e2e.factory() as session:
+        ids = {str(p.id) for p in photos_by_key(session, e2e.bucket, keys).values()}
+    retried = log_events(e2e, "photo_retry")[before:]
+    assert {entry["photo_id"] for entry in retried} <= ids
+    assert all(entry["retries"] >= 1 for entry in retried)  # each photo published again by itself, then recognised
+
+
+@pytest.mark.faults
+def test_a_pool_process_killed_mid_batch_has_its_batch_requeued(e2e: RunningStack) -> None:
+    """Without the requeue the batch's messages would wait for the broker's visibility timeout (4 hours here)."""
+    kai = user("kai")
+    keys = queue_burst(e2e, kai, 4)
+    lost_before = len(log_events(e2e, "micro_batch_lost"))
+    e2e.stack.start(RECOGNIZE_WORKER)
+    # A fresh worker loads its model inside its first batch, after claiming the photos: a wide window.
+    wait_until(
+        e2e,
+        lambda s: any(p.status == PhotoStatus.processing for p in photos_by_key(s, e2e.bucket, keys).values()),
+        "the batch to claim its photos",
+    )
+    record = e2e.stack.registry.read(RECOGNIZE_WORKER)
+    assert record is not None
+    children = [m.pid for m in proc.group_members(record.pgid) if m.pid != record.pid]
+    assert children, "no pool process to kill"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    wait_done(e2e, keys, kai, "the requeued batch")
+    assert len(log_events(e2e, "micro_batch_lost")) > lost_before

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from shared.errors import PermanentError, ServiceUnavailable, TransientError
+from shared.errors import PermanentError, ServiceUnavailable
 from shared.imaging import DecodedPhoto
 from shared.pipeline import FetchedPhoto, LandmarkMatch, PhotoRef, RecognitionOutcome, recognize_fetched
 
@@ -52,14 +52,17 @@ class SceneRecognizer(RecordingRecognizer):
 
 def test_good_photos_share_one_call_and_a_bad_one_fails_alone_in_its_place() -> None:
     refs = [ref("a.jpg"), ref("corrupt.jpg"), ref("b.jpg"), ref("gone.jpg"), ref("c.jpg"), ref("offline.jpg")]
+    refs.append(ref("odd.jpg"))
     unreachable = ServiceUnavailable("S3 server at 127.0.0.1:1 is unavailable")
-    fetched: list[FetchedPhoto | PermanentError | TransientError] = [
+    unexpected = RuntimeError("S3 answered 500 InternalError")
+    fetched: list[FetchedPhoto | Exception] = [
         FetchedPhoto(jpeg((200, 100), (200, 30, 30)), 1.0),
         FetchedPhoto(b"hello, not a photo", 1.0),
         FetchedPhoto(jpeg((120, 160), (30, 200, 30)), 2.0),
         PermanentError("object_missing", "s3://photos/users/u/gone.jpg: no such key"),
         FetchedPhoto(jpeg((300, 300), (30, 30, 200)), 3.0),
         unreachable,
+        unexpected,
     ]
     recognizer = RecordingRecognizer()
 
@@ -80,6 +83,7 @@ def test_good_photos_share_one_call_and_a_bad_one_fails_alone_in_its_place() -> 
     assert "users/u/corrupt.jpg" in str(corrupt) and corrupt.__cause__ is not None
     assert isinstance(results[3], PermanentError) and results[3].reason == "object_missing"
     assert results[5] is unreachable  # transient: the caller retries that photo alone
+    assert results[6] is unexpected  # neither kind: still that photo's alone
 
 
 def test_scene_tags_come_from_the_same_call() -> None:
