@@ -17,6 +17,9 @@ from shared.errors import ServiceUnavailable
 from shared.events.record import user_metadata
 
 MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
+# Answers of a server that is starting, stopping or overloaded (SeaweedFS says InternalError while it restarts):
+# retried like a refused connection, never recorded as a failure of the photo.
+TRANSIENT_S3_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "OperationAborted"}
 
 
 class ObjectMissing(Exception):
@@ -54,6 +57,11 @@ def _is_missing(exc: S3Error) -> bool:
     return exc.code in MISSING_OBJECT_CODES
 
 
+def _is_transient(exc: S3Error) -> bool:
+    status = getattr(exc.response, "status", None)
+    return exc.code in TRANSIENT_S3_CODES or (isinstance(status, int) and status >= 500)
+
+
 def ensure_buckets(client: Minio, names: list[str]) -> list[str]:
     """Create the buckets that do not exist yet; returns those created."""
     created = []
@@ -62,6 +70,10 @@ def ensure_buckets(client: Minio, names: list[str]) -> list[str]:
             if not client.bucket_exists(name):
                 client.make_bucket(name)
                 created.append(name)
+    except S3Error as exc:
+        if _is_transient(exc):
+            raise _unavailable(client, exc) from exc
+        raise
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
     return created
@@ -69,12 +81,15 @@ def ensure_buckets(client: Minio, names: list[str]) -> list[str]:
 
 @contextmanager
 def _object_errors(client: Minio, bucket: str, key: str) -> Iterator[None]:
-    """A missing object becomes ObjectMissing (permanent), a connection failure ServiceUnavailable (retried)."""
+    """A missing object becomes ObjectMissing (permanent); a connection failure or a 5xx answer becomes
+    ServiceUnavailable (retried)."""
     try:
         yield
     except S3Error as exc:
         if _is_missing(exc):
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from exc
+        if _is_transient(exc):
+            raise _unavailable(client, exc) from exc
         raise
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
@@ -142,5 +157,9 @@ def list_objects(client: Minio, bucket: str, prefix: str = "") -> Iterator[Objec
                 etag=(obj.etag or "").strip('"'),
                 last_modified=obj.last_modified,
             )
+    except S3Error as exc:
+        if _is_transient(exc):
+            raise _unavailable(client, exc) from exc
+        raise
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
