@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from minio import Minio
-from PIL import Image, ImageDraw
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import registry
@@ -34,6 +34,7 @@ from shared.training.finetune import FinetuneResult, finetune, pooled_features
 from shared.training.service import FinetuneOptions, train_model_version
 from shared.training.trainer import TrainConfig, TrainingData, project
 from workers.devstack import seaweed
+from workers.devstack.testing import drawn_photo as drawn
 from workers.devstack.testing import private_seaweed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,19 +57,6 @@ def buckets(s3: Minio) -> dict[str, str]:
     for name in names.values():
         s3.make_bucket(name)
     return names
-
-
-def drawn(kind: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
-    d = ImageDraw.Draw(im)
-    if kind == 0:
-        d.rectangle((20, 10, 70, 60), fill=(200, 40, 40))
-    elif kind == 1:
-        d.ellipse((15, 5, 80, 65), fill=(40, 40, 200))
-    elif kind == 2:
-        d.polygon([(48, 5), (10, 66), (86, 66)], fill=(40, 160, 40))
-    return im
 
 
 def in_memory(result: FinetuneResult, images: list[Image.Image]) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from shared.index import l2_normalize
 from shared.model import Embedder, EmbedderConfig
@@ -24,19 +24,9 @@ from shared.recognition import (
 from shared.recognition.bundle import BACKBONE_FILE
 from shared.training.finetune import FinetuneResult, finetune, pooled_features
 from shared.training.trainer import TrainConfig, TrainingData, project
+from workers.devstack.testing import drawn_photo as drawn
 
 CONFIG = EmbedderConfig(image_size=64)
-
-
-def drawn(kind: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
-    d = ImageDraw.Draw(im)
-    if kind == 0:
-        d.rectangle((20, 10, 70, 60), fill=(200, 40, 40))
-    elif kind == 1:
-        d.ellipse((15, 5, 80, 65), fill=(40, 40, 200))
-    return im
 
 
 IMAGES = [drawn(k, s) for k in (0, 1, 2) for s in range(3)]

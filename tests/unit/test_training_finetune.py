@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from shared.model import EmbedderConfig
 from shared.training.finetune import augmentation, finetune, pooled_features
 from shared.training.trainer import TrainConfig, TrainingData
-
-
-def drawn(kind: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
-    d = ImageDraw.Draw(im)
-    if kind == 0:
-        d.rectangle((20, 10, 70, 60), fill=(200, 40, 40))
-    elif kind == 1:
-        d.ellipse((15, 5, 80, 65), fill=(40, 40, 200))
-    return im
+from workers.devstack.testing import drawn_photo as drawn
 
 
 def test_augmentation_gives_the_network_size() -> None:

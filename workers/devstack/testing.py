@@ -418,3 +418,21 @@ def build_demo_model(
         engine.dispose()
     count = sum(1 for r in chosen if not r.is_landmark)
     return DemoModel(data, tuple(sorted(set(landmarks))), count, row.version)
+
+
+def drawn_photo(kind: int, seed: int) -> Any:
+    """A tiny synthetic photo for training tests (96 x 72, random background): kind 0 a red square, 1 a blue disc,
+    2 a green triangle, anything else the background alone (a "no landmark" photo)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
+    d = ImageDraw.Draw(im)
+    if kind == 0:
+        d.rectangle((20, 10, 70, 60), fill=(200, 40, 40))
+    elif kind == 1:
+        d.ellipse((15, 5, 80, 65), fill=(40, 40, 200))
+    elif kind == 2:
+        d.polygon([(48, 5), (10, 66), (86, 66)], fill=(40, 160, 40))
+    return im
