@@ -43,6 +43,7 @@ demo: venv debs-demo
 test: venv debs-test
 	$(LANDMARKS) dev up --only postgres,redis,s3
 	$(BIN)/ruff check .
+	$(LANDMARKS) db upgrade
 	$(LANDMARKS) db check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
