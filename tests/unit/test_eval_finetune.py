@@ -6,29 +6,14 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from shared.recognition.evaluation import read_eval_manifest
 from shared.training.evaluate_finetune import tuning_set
+from workers.devstack.testing import drawn_photo
 
-LANDMARKS = {"red-tower": (200, 40, 40), "blue-dome": (40, 40, 200)}
-
-
-def _photo(path: Path, kind: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (96, 72), tuple(int(v) for v in rng.integers(0, 255, 3)))
-    d = ImageDraw.Draw(im)
-    jitter = int(rng.integers(0, 10))
-    if kind == "red-tower":
-        d.rectangle((30 + jitter, 5, 60 + jitter, 68), fill=LANDMARKS[kind])
-    elif kind == "blue-dome":
-        d.ellipse((15 + jitter, 10, 75 + jitter, 60), fill=LANDMARKS[kind])
-    else:
-        d.line((0, jitter, 96, 72 - jitter), fill=(255, 255, 255), width=3)
-    im.save(path, "JPEG")
+LANDMARKS = {"red-square": 0, "blue-disc": 1}  # slug -> drawn_photo kind; anything else draws no landmark
 
 
 def tiny_manifest(folder: Path) -> Path:
@@ -39,7 +24,7 @@ def tiny_manifest(folder: Path) -> Path:
         for _ in range(n):
             seed += 1
             name = f"{kind}-{seed}.jpg"
-            _photo(folder / name, kind, seed)
+            drawn_photo(LANDMARKS.get(kind, 3), seed).save(folder / name, "JPEG")
             is_landmark = kind != "none"
             rows.append(
                 {
