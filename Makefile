@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 LANDMARKS := $(BIN)/landmarks
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Installed without their declared dependencies: celery-batches 0.11 asks for celery<5.7, and 5.7.0 is the
+# release that survives a Redis restart (see pyproject.toml).
+NO_DEPS_PACKAGES := celery-batches==0.11
 
 # Debian packages the demo and the tests use: sample photos (gcompris-qt-data) and a headless browser.
 DEBS_DEMO := gcompris-qt-data
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	touch $(STAMP)
 
 venv: $(STAMP)
