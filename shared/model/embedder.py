@@ -21,7 +21,7 @@ from PIL import Image
 
 from shared.model import functional as LF
 from shared.model.backbones import IMAGENET_CLASSES, backbone_spec, build_backbone, build_classifier
-from shared.model.head import build_head
+from shared.model.head import build_head, head_output_dim
 from shared.model.network import RetrievalNet
 from shared.model.pooling import build_pooling
 from shared.model.preprocess import resize, to_tensor
@@ -259,6 +259,4 @@ def load_tuned_state(net: RetrievalNet, state: dict[str, Any]) -> None:
 
 def build_head_dim(in_dim: int, head_state: dict[str, Any] | None) -> int:
     """Embedding dim without building the network."""
-    if not head_state:
-        return in_dim
-    return int(head_state["fc.weight"].shape[0])
+    return head_output_dim(in_dim, head_state)

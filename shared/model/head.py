@@ -1,9 +1,21 @@
-"""Embedding heads: FC + BatchNorm as in the landmark-retrieval papers, or identity without a trained head."""
+"""Embedding heads: FC + BatchNorm as in the landmark-retrieval papers, or identity without a trained head.
+
+A trained head may keep the raw pooled feature beside its projection (``raw_weight`` in its state): the
+embedding is then ``[sqrt(w) * raw, sqrt(1 - w) * trained]`` (each part L2-normalised), so an inner product is
+``w * raw cosine + (1 - w) * trained cosine``. On the development corpus the fused score tells landmarks apart
+better than either part (out-of-fold: more right answers at every wrong-answer count), because the head, trained
+on a thousand photos, sharpens the known landmarks while the ImageNet feature keeps what the head never saw.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+RAW_WEIGHT_KEY = "raw_weight"
 
 
 class EmbeddingHead(nn.Module):
@@ -18,10 +30,39 @@ class EmbeddingHead(nn.Module):
         return self.bn(self.fc(x))
 
 
-def build_head(in_dim: int, state_dict: dict[str, torch.Tensor] | None) -> tuple[nn.Module, int]:
-    """An :class:`EmbeddingHead` shaped by ``state_dict``, or ``nn.Identity`` when no head was trained.
+class FusedHead(nn.Module):
+    """The raw feature and a trained head's projection side by side, weighted ``raw_weight`` : 1 - ``raw_weight``."""
 
-    Returns the head and its output dim.
+    def __init__(self, head: EmbeddingHead, raw_weight: float) -> None:
+        super().__init__()
+        if not 0.0 < raw_weight < 1.0:
+            raise ValueError(f"raw_weight must lie strictly between 0 and 1, got {raw_weight}")
+        self.head = head
+        self.raw_weight = float(raw_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = F.normalize(x) * self.raw_weight**0.5
+        trained = F.normalize(self.head(x)) * (1.0 - self.raw_weight) ** 0.5
+        return torch.cat([raw, trained], dim=1)
+
+
+def with_raw_weight(state_dict: dict[str, Any], raw_weight: float) -> dict[str, Any]:
+    """A head state that :func:`build_head` turns into a :class:`FusedHead` (``raw_weight`` 0: the plain head)."""
+    plain = {k: v for k, v in state_dict.items() if k != RAW_WEIGHT_KEY}
+    return {**plain, RAW_WEIGHT_KEY: torch.tensor(float(raw_weight))} if raw_weight > 0 else plain
+
+
+def head_output_dim(in_dim: int, state_dict: dict[str, Any] | None) -> int:
+    """The embedding dim a head state gives (without building it)."""
+    if not state_dict:
+        return in_dim
+    out_dim = int(state_dict["fc.weight"].shape[0])
+    return out_dim + in_dim if RAW_WEIGHT_KEY in state_dict else out_dim
+
+
+def build_head(in_dim: int, state_dict: dict[str, Any] | None) -> tuple[nn.Module, int]:
+    """An :class:`EmbeddingHead` (or a :class:`FusedHead` around one) shaped by ``state_dict``, or
+    ``nn.Identity`` when no head was trained. Returns the head and its output dim.
     """
     if not state_dict:
         return nn.Identity(), in_dim
@@ -29,5 +70,7 @@ def build_head(in_dim: int, state_dict: dict[str, torch.Tensor] | None) -> tuple
     if fc_in != in_dim:
         raise ValueError(f"head expects {fc_in}-dim features but the backbone gives {in_dim}")
     head = EmbeddingHead(in_dim, out_dim)
-    head.load_state_dict(state_dict)
+    head.load_state_dict({k: v for k, v in state_dict.items() if k != RAW_WEIGHT_KEY})
+    if RAW_WEIGHT_KEY in state_dict:
+        return FusedHead(head, float(state_dict[RAW_WEIGHT_KEY])), head_output_dim(in_dim, state_dict)
     return head, out_dim

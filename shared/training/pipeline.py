@@ -23,7 +23,6 @@ from shared.recognition.decision import DecisionParams
 from shared.training.crossfit import (
     CALIBRATION_IN_SAMPLE,
     CALIBRATION_OUT_OF_FOLD,
-    MAX_WRONG_RATE,
     Calibration,
     FoldModel,
     IndexOptions,
@@ -143,7 +142,7 @@ def train_model(
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     gate_rejection: float = 0.9,
-    max_wrong_rate: float = MAX_WRONG_RATE,
+    margin_share: float = 0.5,
     use_gate: bool = True,
     index: IndexOptions | None = None,
     metrics: dict[str, Any] | None = None,
@@ -202,7 +201,7 @@ def train_model(
             gate_rejection=gate_rejection,
             landmark_scores=scores.subset(~is_nl),
             landmark_truth=ids[ds.data.labels[order][~is_nl]],
-            max_wrong_rate=max_wrong_rate,
+            margin_share=margin_share,
             method=CALIBRATION_OUT_OF_FOLD,
         )
     else:

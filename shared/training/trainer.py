@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model.head import EmbeddingHead, build_head
+from shared.model.head import EmbeddingHead, build_head, with_raw_weight
 from shared.training.curriculum import curriculum_stages, stage_mask
 from shared.training.losses import CenterLoss, CosineClassifier, classification_loss
 
@@ -45,6 +45,7 @@ class TrainConfig:
     input_dropout: float = 0.3
     label_smoothing: float = 0.0
     identity_init: bool = False  # start the head as the identity (needs embedding_dim == feature dim)
+    raw_weight: float = 0.5  # the embedding keeps the raw feature beside the head's (shared.model.head.FusedHead)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,7 +187,9 @@ def fit(
                 progress(report)
     head.eval()
     return TrainResult(
-        head_state={k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
+        head_state=with_raw_weight(
+            {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}, config.raw_weight
+        ),
         classifier_state={k: v.detach().cpu().clone() for k, v in classifier.state_dict().items()},
         history=history,
         seconds=time.perf_counter() - t0,

@@ -146,4 +146,4 @@ def test_training_in_finetune_mode_publishes_the_tuned_backbone(
     assert [p.phase for p in phases][0] == "features" and phases[-1].phase == "done"
     worker = registry.load_recognizer(row, s3, buckets["models"], tmp_path / "worker", device="cpu", threads=1)
     assert worker.bundle.backbone_state is not None and worker.gate is not None
-    assert worker.embed([drawn(0, 7)]).shape == (1, 8)
+    assert worker.embed([drawn(0, 7)]).shape == (1, 1280 + 8)  # raw feature kept beside the 8-d head

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from shared.model import Embedder, EmbedderConfig
 from shared.model.backbones import WeightsNotFoundError, backbone_spec, build_backbone
 from shared.model.functional import avg, gem
-from shared.model.head import EmbeddingHead, build_head
+from shared.model.head import EmbeddingHead, FusedHead, build_head, head_output_dim, with_raw_weight
 from shared.model.pooling import GeM, build_pooling
 
 
@@ -59,6 +59,24 @@ def test_head_from_state_dict_and_identity_without() -> None:
     assert isinstance(head, EmbeddingHead) and dim == 4
     with pytest.raises(ValueError, match="16-dim"):
         build_head(32, trained)
+
+
+def test_fused_head_scores_are_the_weighted_sum_of_raw_and_trained_cosines() -> None:
+    torch.manual_seed(0)
+    plain = EmbeddingHead(16, 4).eval()
+    state = with_raw_weight(plain.state_dict(), 0.3)
+    head, dim = build_head(16, state)
+    assert isinstance(head, FusedHead) and dim == 20 == head_output_dim(16, state)
+    x = torch.randn(5, 16)
+    with torch.inference_mode():
+        fused = head.eval()(x)
+        raw = torch.nn.functional.normalize(x)
+        trained = torch.nn.functional.normalize(plain(x))
+    torch.testing.assert_close(fused.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(fused @ fused.T, 0.3 * raw @ raw.T + 0.7 * trained @ trained.T)
+    assert set(with_raw_weight(state, 0.0)) == set(plain.state_dict())  # weight 0: the plain head again
+    with pytest.raises(ValueError, match="raw_weight"):
+        FusedHead(plain, 1.0)
 
 
 def test_embedder_gives_unit_float32_rows_with_real_lite2_weights() -> None:

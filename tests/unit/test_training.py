@@ -163,7 +163,7 @@ def test_a_trained_head_round_trips_through_the_bundle_and_loads_in_the_embedder
     trained = train_model(ds, landmarks, small(embedding_dim=32, epochs=3), version="v-test", model={}, folds=3)
     folder = save_bundle(trained.bundle, tmp_path / "v-test")
     loaded = load_bundle(folder)
-    assert loaded.head_state is not None and loaded.embedding_dim == 32
+    assert loaded.head_state is not None and loaded.embedding_dim == 1280 + 32  # raw feature kept beside the head
     for key, value in trained.head_state.items():
         assert torch.equal(torch.as_tensor(loaded.head_state[key]), value)
     assert loaded.thresholds == trained.bundle.thresholds
@@ -171,7 +171,7 @@ def test_a_trained_head_round_trips_through_the_bundle_and_loads_in_the_embedder
 
     embedder = Embedder(EmbedderConfig(image_size=64), device="cpu", pretrained=False, head_state=loaded.head_state)
     out = embedder.embed([Image.new("RGB", (80, 60), (120, 30, 200))])
-    assert out.shape == (1, 32)
+    assert out.shape == (1, 1280 + 32)
     assert embedder.net is not None
     with torch.inference_mode():
         via_net = embedder.net.project(torch.from_numpy(x[:4])).numpy()
