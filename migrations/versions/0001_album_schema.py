@@ -150,12 +150,8 @@ def upgrade() -> None:
             name=op.f("fk_albums_cover_photo_id_photos"),
             ondelete="SET NULL",
         ),
-        sa.ForeignKeyConstraint(
-            ["landmark_id"], ["landmarks.id"], name=op.f("fk_albums_landmark_id_landmarks")
-        ),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_albums_owner_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["landmark_id"], ["landmarks.id"], name=op.f("fk_albums_landmark_id_landmarks")),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=op.f("fk_albums_owner_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_albums")),
         sa.UniqueConstraint("owner_id", "landmark_id", name=op.f("uq_albums_owner_id_landmark_id")),
     )
@@ -185,9 +181,7 @@ def upgrade() -> None:
             ["photo_id"], ["photos.id"], name=op.f("fk_gallery_photos_photo_id_photos"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gallery_photos")),
-        sa.UniqueConstraint(
-            "landmark_id", "bucket", "key", name=op.f("uq_gallery_photos_landmark_id_bucket_key")
-        ),
+        sa.UniqueConstraint("landmark_id", "bucket", "key", name=op.f("uq_gallery_photos_landmark_id_bucket_key")),
     )
     op.create_table(
         "recognitions",
@@ -204,9 +198,7 @@ def upgrade() -> None:
         ),
         sa.Column("verified", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["landmark_id"], ["landmarks.id"], name=op.f("fk_recognitions_landmark_id_landmarks")
-        ),
+        sa.ForeignKeyConstraint(["landmark_id"], ["landmarks.id"], name=op.f("fk_recognitions_landmark_id_landmarks")),
         sa.ForeignKeyConstraint(
             ["model_version_id"],
             ["model_versions.id"],
