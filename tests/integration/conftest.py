@@ -7,18 +7,22 @@ a failing test prints the tail of every process log.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pytest
 from minio import Minio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.models import Photo
 from workers.devstack.testing import DemoModel, IsolatedStack
 
 # Reliably recognised by the demo model (other landmarks of the demo share its gallery to make it harder).
@@ -27,6 +31,9 @@ E2E_LANDMARKS = (
     "statue_of_liberty", "christ_the_redeemer",
 )  # fmt: skip
 E2E_NEGATIVES = 30
+T = TypeVar("T")
+E2E_DEADLINE_S = 180.0  # generous: 2 shared cores also run the stack's workers
+E2E_POLL_S = 0.2
 
 
 @dataclass
@@ -43,6 +50,30 @@ class RunningStack:
 
     def upload_dir(self) -> Path:
         return self.model.data.out_dir / "uploads"
+
+    def upload(self, key: str, data: bytes, *, owner: str | None) -> str:
+        """Put a photo into the photos bucket as a user's upload (``owner`` None: no user metadata); its etag."""
+        metadata = {"user": owner} if owner else None
+        result = self.minio.put_object(
+            self.bucket, key, io.BytesIO(data), len(data), content_type="image/jpeg", metadata=metadata
+        )
+        return result.etag
+
+    def photos_by_key(self, session: Session, keys: Iterable[str]) -> dict[str, Photo]:
+        rows = session.execute(select(Photo).where(Photo.bucket == self.bucket, Photo.key.in_(list(keys)))).scalars()
+        return {p.key: p for p in rows}
+
+    def wait_until(self, check: Callable[[Session], T | None], what: str, timeout: float = E2E_DEADLINE_S) -> T:
+        """Poll ``check`` in a fresh session until it returns something truthy; fail with ``what`` at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.factory() as session:
+                last = check(session)
+                if last:
+                    return last
+            if time.monotonic() > deadline:
+                pytest.fail(f"gave up waiting for {what} after {timeout:g} s (last: {last!r})")
+            time.sleep(E2E_POLL_S)
 
 
 def _redis_server() -> str:

@@ -11,15 +11,13 @@ recognizer call it was part of), never from timing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -39,9 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MICRO_BATCH = 8
 RECOGNIZE_WORKER = "worker-recognize"
 DEADLINE_S = 180.0
-POLL_S = 0.2
 FINAL = {PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted}
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -62,31 +58,6 @@ def running_stack(micro_batching: None, running_stack: RunningStack) -> RunningS
 
 def user(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
-def upload(e2e: RunningStack, key: str, data: bytes, *, owner: str) -> str:
-    result = e2e.minio.put_object(
-        e2e.bucket, key, io.BytesIO(data), len(data), content_type="image/jpeg", metadata={"user": owner}
-    )
-    return result.etag
-
-
-def wait_until(e2e: RunningStack, check: Callable[[Session], T | None], what: str) -> T:
-    """Poll ``check`` in a fresh session until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        with e2e.factory() as session:
-            last = check(session)
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {DEADLINE_S:g} s (last: {last!r})")
-        time.sleep(POLL_S)
-
-
-def photos_by_key(session: Session, bucket: str, keys: Iterable[str]) -> dict[str, Photo]:
-    rows = session.execute(select(Photo).where(Photo.bucket == bucket, Photo.key.in_(list(keys)))).scalars()
-    return {p.key: p for p in rows}
 
 
 def albums_of(session: Session, owner: str) -> dict[str, list[str]]:
@@ -143,18 +114,18 @@ def test_a_burst_is_recognised_in_micro_batches_and_a_corrupt_photo_fails_alone(
     # The burst queues up while the recognize worker is down, so its first batches fill by count.
     e2e.stack.stop(RECOGNIZE_WORKER)
     try:
-        etags = {key: upload(e2e, key, data, owner=ivy) for key, (data, _) in uploads.items()}
-        upload(e2e, corrupt, b"hello, not a photo", owner=ivy)
-        wait_until(e2e, lambda s: len(photos_by_key(s, e2e.bucket, keys)) == len(keys), "ingest of the burst")
+        etags = {key: e2e.upload(key, data, owner=ivy) for key, (data, _) in uploads.items()}
+        e2e.upload(corrupt, b"hello, not a photo", owner=ivy)
+        e2e.wait_until(lambda s: len(e2e.photos_by_key(s, keys)) == len(keys), "ingest of the burst")
         replay(e2e, replayed, uploads[replayed][0], etags[replayed], ivy, times=3)
     finally:
         e2e.stack.start(RECOGNIZE_WORKER)
 
     def all_final(session: Session) -> dict[str, Photo] | None:
-        found = photos_by_key(session, e2e.bucket, keys)
+        found = e2e.photos_by_key(session, keys)
         return found if len(found) == len(keys) and all(p.status in FINAL for p in found.values()) else None
 
-    photos = wait_until(e2e, all_final, "the burst to be processed")
+    photos = e2e.wait_until(all_final, "the burst to be processed")
     assert {k: p.status for k, p in photos.items()} == {
         **dict.fromkeys(uploads, PhotoStatus.done),
         corrupt: PhotoStatus.failed,
@@ -173,7 +144,7 @@ def test_a_burst_is_recognised_in_micro_batches_and_a_corrupt_photo_fails_alone(
         reasons = session.scalars(select(TaskFailure.reason).where(TaskFailure.photo_id == photos[corrupt].id)).all()
         return list(reasons) or None
 
-    reasons = wait_until(e2e, failures, "the corrupt photo's failure row")
+    reasons = e2e.wait_until(failures, "the corrupt photo's failure row")
     assert len(reasons) == 1 and reasons[0].startswith("not_an_image")
     assert (photos[corrupt].error or "").startswith("not_an_image")
 
@@ -190,17 +161,17 @@ def queue_burst(e2e: RunningStack, owner: str, count: int) -> list[str]:
     keys = [f"users/{owner}/{i}-colosseum.jpg" for i in range(count)]
     e2e.stack.stop(RECOGNIZE_WORKER)
     for key in keys:
-        upload(e2e, key, data, owner=owner)
-    wait_until(e2e, lambda s: len(photos_by_key(s, e2e.bucket, keys)) == len(keys), "ingest of the burst")
+        e2e.upload(key, data, owner=owner)
+    e2e.wait_until(lambda s: len(e2e.photos_by_key(s, keys)) == len(keys), "ingest of the burst")
     return keys
 
 
 def wait_done(e2e: RunningStack, keys: list[str], owner: str, what: str) -> None:
     def all_done(session: Session) -> dict[str, Photo] | None:
-        found = photos_by_key(session, e2e.bucket, keys)
+        found = e2e.photos_by_key(session, keys)
         return found if len(found) == len(keys) and all(p.status in FINAL for p in found.values()) else None
 
-    photos = wait_until(e2e, all_done, what)
+    photos = e2e.wait_until(all_done, what)
     assert {k: p.status for k, p in photos.items()} == dict.fromkeys(keys, PhotoStatus.done)
     with e2e.factory() as session:
         assert albums_of(session, owner) == {"colosseum": sorted(keys)}
@@ -237,18 +208,18 @@ def test_an_s3_outage_during_a_batch_retries_each_photo_then_all_are_done(e2e: R
     assert not outcome.failed, outcome.detail
     try:
         e2e.stack.start(RECOGNIZE_WORKER)
-        wait_until(e2e, lambda _: len(log_events(e2e, "photo_retry")) > before, "a retry while S3 is down")
+        e2e.wait_until(lambda _: len(log_events(e2e, "photo_retry")) > before, "a retry while S3 is down")
         # A warm shutdown hands the retries waiting for their countdown back to Redis. Restarting only once S3
         # serves again keeps them out of weed's start-up window, where it answers 500 (not a retried fault).
         e2e.stack.stop(RECOGNIZE_WORKER, grace=60)
     finally:
         outcome = seaweed.up(settings, registry, timeout=90)
         assert not outcome.failed, outcome.detail
-    wait_until(e2e, lambda _: s3_serves(e2e, keys[0]), "S3 to serve the photos again")
+    e2e.wait_until(lambda _: s3_serves(e2e, keys[0]), "S3 to serve the photos again")
     e2e.stack.start(RECOGNIZE_WORKER)
     wait_done(e2e, keys, jon, "the burst after the outage")
     with e2e.factory() as session:
-        ids = {str(p.id) for p in photos_by_key(session, e2e.bucket, keys).values()}
+        ids = {str(p.id) for p in e2e.photos_by_key(session, keys).values()}
     retried = log_events(e2e, "photo_retry")[before:]
     assert {entry["photo_id"] for entry in retried} <= ids
     assert all(entry["retries"] >= 1 for entry in retried)  # each photo published again by itself, then recognised
@@ -262,9 +233,8 @@ def test_a_pool_process_killed_mid_batch_has_its_batch_requeued(e2e: RunningStac
     lost_before = len(log_events(e2e, "micro_batch_lost"))
     e2e.stack.start(RECOGNIZE_WORKER)
     # A fresh worker loads its model inside its first batch, after claiming the photos: a wide window.
-    wait_until(
-        e2e,
-        lambda s: any(p.status == PhotoStatus.processing for p in photos_by_key(s, e2e.bucket, keys).values()),
+    e2e.wait_until(
+        lambda s: any(p.status == PhotoStatus.processing for p in e2e.photos_by_key(s, keys).values()),
         "the batch to claim its photos",
     )
     record = e2e.stack.registry.read(RECOGNIZE_WORKER)

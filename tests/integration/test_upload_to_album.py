@@ -7,12 +7,9 @@ database with a deadline; nothing asserts timings.
 
 from __future__ import annotations
 
-import io
-import time
 import uuid
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select
@@ -28,21 +25,11 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEADLINE_S = 180.0
-POLL_S = 0.2
 FINAL = {PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted}
-T = TypeVar("T")
 
 
 def user(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
-def upload(e2e: RunningStack, key: str, data: bytes, *, owner: str | None) -> str:
-    metadata = {"user": owner} if owner else None
-    result = e2e.minio.put_object(
-        e2e.bucket, key, io.BytesIO(data), len(data), content_type="image/jpeg", metadata=metadata
-    )
-    return result.etag
 
 
 def demo_photo(e2e: RunningStack, who: str, name: str) -> bytes:
@@ -50,34 +37,15 @@ def demo_photo(e2e: RunningStack, who: str, name: str) -> bytes:
     return (e2e.upload_dir() / who / name).read_bytes()
 
 
-def wait_until(e2e: RunningStack, check: Callable[[Session], T | None], what: str, timeout: float = DEADLINE_S) -> T:
-    """Poll ``check`` in a fresh session until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        with e2e.factory() as session:
-            last = check(session)
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:g} s (last: {last!r})")
-        time.sleep(POLL_S)
-
-
-def photos_by_key(session: Session, bucket: str, keys: Iterable[str]) -> dict[str, Photo]:
-    rows = session.execute(select(Photo).where(Photo.bucket == bucket, Photo.key.in_(list(keys)))).scalars()
-    return {p.key: p for p in rows}
-
-
 def wait_final(e2e: RunningStack, keys: list[str], what: str = "photos") -> dict[str, Photo]:
     """Wait until every key has a photo row in a final state (done, failed, deleted)."""
 
     def check(session: Session) -> dict[str, Photo] | None:
-        found = photos_by_key(session, e2e.bucket, keys)
+        found = e2e.photos_by_key(session, keys)
         done = len(found) == len(keys) and all(p.status in FINAL for p in found.values())
         return found if done else None
 
-    return wait_until(e2e, check, f"{what} to be processed: {keys}")
+    return e2e.wait_until(check, f"{what} to be processed: {keys}")
 
 
 def albums_of(session: Session, owner: str) -> dict[str, list[str]]:
@@ -120,7 +88,7 @@ def test_each_user_gets_the_albums_of_their_landmark_photos_only(e2e: RunningSta
     }
     for key, (owner, path, _) in uploads.items():
         who, name = path.split("/")
-        upload(e2e, key, demo_photo(e2e, who, name), owner=owner)
+        e2e.upload(key, demo_photo(e2e, who, name), owner=owner)
 
     photos = wait_final(e2e, list(uploads))
     assert {k: p.status for k, p in photos.items()} == dict.fromkeys(uploads, PhotoStatus.done)
@@ -154,16 +122,16 @@ def stored_cursor(session: Session) -> int | None:
 def test_the_bridge_resumes_from_its_stored_cursor_after_a_restart(e2e: RunningStack) -> None:
     dora = user("dora")
     first = f"users/{dora}/colosseum.jpg"
-    upload(e2e, first, demo_photo(e2e, "alice", "colosseum.jpg"), owner=dora)
+    e2e.upload(first, demo_photo(e2e, "alice", "colosseum.jpg"), owner=dora)
     wait_final(e2e, [first], "the photo uploaded before the stop")
-    wait_until(e2e, stored_cursor, "the bridge to store its cursor")
+    e2e.wait_until(stored_cursor, "the bridge to store its cursor")
     assert not any(o.failed for o in e2e.stack.stop("bridge-seaweedfs"))
     with e2e.factory() as session:
         cursor = stored_cursor(session)
     while_down = f"users/{dora}/eiffel_tower.jpg"
-    upload(e2e, while_down, demo_photo(e2e, "alice", "eiffel_tower.jpg"), owner=dora)
+    e2e.upload(while_down, demo_photo(e2e, "alice", "eiffel_tower.jpg"), owner=dora)
     with e2e.factory() as session:
-        assert photos_by_key(session, e2e.bucket, [while_down]) == {}  # nobody follows the filer now
+        assert e2e.photos_by_key(session, [while_down]) == {}  # nobody follows the filer now
     e2e.stack.start("bridge-seaweedfs")
 
     photo = wait_final(e2e, [while_down], "the photo uploaded while the bridge was down")[while_down]
@@ -178,7 +146,7 @@ def test_the_same_event_three_times_gives_one_photo_and_one_album_entry(e2e: Run
     erin = user("erin")
     key = f"users/{erin}/eiffel_tower_closer.jpg"
     data = demo_photo(e2e, "bob", "eiffel_tower_closer.jpg")
-    etag = upload(e2e, key, data, owner=erin)  # the bridge sends this event once too
+    etag = e2e.upload(key, data, owner=erin)  # the bridge sends this event once too
     record = ObjectEvent(
         CREATED, e2e.bucket, key, len(data), etag, "image/jpeg", {"user": erin}, datetime.now(UTC), "test:replay"
     ).to_record()
@@ -204,22 +172,22 @@ def test_the_same_event_three_times_gives_one_photo_and_one_album_entry(e2e: Run
 def test_deleting_a_photo_takes_it_out_of_its_album(e2e: RunningStack) -> None:
     fay = user("fay")
     wide, closer = f"users/{fay}/taj_mahal.jpg", f"users/{fay}/taj_mahal_closer.jpg"
-    upload(e2e, wide, demo_photo(e2e, "alice", "taj_mahal.jpg"), owner=fay)
-    upload(e2e, closer, demo_photo(e2e, "bob", "taj_mahal_closer.jpg"), owner=fay)
+    e2e.upload(wide, demo_photo(e2e, "alice", "taj_mahal.jpg"), owner=fay)
+    e2e.upload(closer, demo_photo(e2e, "bob", "taj_mahal_closer.jpg"), owner=fay)
     wait_final(e2e, [wide, closer])
     with e2e.factory() as session:
         assert albums_of(session, fay) == {"taj_mahal": sorted([wide, closer])}
 
     e2e.minio.remove_object(e2e.bucket, wide)
-    wait_until(e2e, lambda s: photos_by_key(s, e2e.bucket, [wide])[wide].status == PhotoStatus.deleted, "deletion")
+    e2e.wait_until(lambda s: e2e.photos_by_key(s, [wide])[wide].status == PhotoStatus.deleted, "deletion")
     with e2e.factory() as session:
         assert albums_of(session, fay) == {"taj_mahal": [closer]}
 
     e2e.minio.remove_object(e2e.bucket, closer)
-    wait_until(e2e, lambda s: photos_by_key(s, e2e.bucket, [closer])[closer].status == PhotoStatus.deleted, "deletion")
+    e2e.wait_until(lambda s: e2e.photos_by_key(s, [closer])[closer].status == PhotoStatus.deleted, "deletion")
     with e2e.factory() as session:
         assert albums_of(session, fay) == {}  # its only photo left: the album is gone
-        photo_ids = [p.id for p in photos_by_key(session, e2e.bucket, [wide, closer]).values()]
+        photo_ids = [p.id for p in e2e.photos_by_key(session, [wide, closer]).values()]
         assert session.scalar(select(func.count()).where(AlbumPhoto.photo_id.in_(photo_ids))) == 0
 
 
@@ -227,8 +195,8 @@ def test_a_corrupt_upload_and_an_ownerless_one_fail_with_a_reason_once(e2e: Runn
     gus = user("gus")
     corrupt = f"users/{gus}/broken.jpg"
     ownerless = f"inbox/{uuid.uuid4().hex[:6]}/photo.jpg"
-    upload(e2e, corrupt, b"hello", owner=gus)
-    upload(e2e, ownerless, demo_photo(e2e, "alice", "colosseum.jpg"), owner=None)
+    e2e.upload(corrupt, b"hello", owner=gus)
+    e2e.upload(ownerless, demo_photo(e2e, "alice", "colosseum.jpg"), owner=None)
 
     photos = wait_final(e2e, [corrupt, ownerless])
     assert photos[corrupt].status == photos[ownerless].status == PhotoStatus.failed
@@ -247,7 +215,7 @@ def test_a_corrupt_upload_and_an_ownerless_one_fail_with_a_reason_once(e2e: Runn
             found.setdefault(key, []).append(reason)
         return found if len(found) == 2 else None
 
-    found = wait_until(e2e, failures, "task_failures rows")
+    found = e2e.wait_until(failures, "task_failures rows")
     assert [len(found[corrupt]), len(found[ownerless])] == [1, 1]
     assert found[corrupt][0].startswith("not_an_image: ") and found[ownerless][0].startswith("no_owner: ")
     with e2e.factory() as session:
