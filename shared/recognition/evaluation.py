@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -25,6 +24,7 @@ from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle
 from shared.recognition.decision import DecisionParams
 from shared.recognition.recognizer import EmbedsImages, Recognizer
+from shared.recognition.row_cache import RowCache
 
 REQUIRED_COLUMNS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
 
@@ -118,12 +118,6 @@ class EmbeddedRows:
         return self.timing
 
 
-def _cache_file(cache_dir: Path, path: Path) -> Path:
-    st = path.stat()
-    digest = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / digest[:2] / f"{digest}.npz"
-
-
 def embed_rows(
     rows: Sequence[EvalRow],
     embedder: EmbedsImages,
@@ -144,13 +138,13 @@ def embed_rows(
     gps: list[tuple[float, float] | None] = [None] * len(rows)
     todo: list[int] = []
     result = EmbeddedRows(np.zeros((0, 0), np.float32), gps)
+    cache = RowCache(cache_dir) if cache_dir else None
     for i, r in enumerate(rows):
-        cf = _cache_file(cache_dir, r.path) if cache_dir else None
-        if cf is not None and cf.is_file():
-            with np.load(cf) as z:
-                out[i] = z["embedding"]
-                g = z["gps"]
-                gps[i] = None if np.isnan(g).any() else (float(g[0]), float(g[1]))
+        cached = cache.load(r.path) if cache else None
+        if cached is not None:
+            out[i] = cached["embedding"]
+            g = cached["gps"]
+            gps[i] = None if np.isnan(g).any() else (float(g[0]), float(g[1]))
         else:
             todo.append(i)
     done = len(rows) - len(todo)
@@ -174,13 +168,9 @@ def embed_rows(
         result.embedded += len(ok)
         for i, v in zip(ok, vecs, strict=True):
             out[i] = v
-            if cache_dir:
-                cf = _cache_file(cache_dir, rows[i].path)
-                cf.parent.mkdir(parents=True, exist_ok=True)
+            if cache:
                 g = np.array(gps[i] if gps[i] else (np.nan, np.nan), dtype=np.float64)
-                tmp = cf.with_suffix(".tmp.npz")
-                np.savez(tmp, embedding=v, gps=g)
-                tmp.replace(cf)
+                cache.save(rows[i].path, embedding=v, gps=g)
         done += len(chunk)
         if progress:
             progress(done, len(rows))

@@ -21,6 +21,7 @@ from shared.recognition.bundle import Bundle
 from shared.recognition.decision import Thresholds
 from shared.recognition.evaluation import EvalOptions, EvalRow, build_eval_bundle, metrics_for
 from shared.recognition.recognizer import Recognizer
+from shared.recognition.row_cache import RowCache
 from shared.scenes.calibrate import with_scene_prior
 from shared.scenes.mapping import SceneMapping, load_mapping
 from shared.scenes.tagger import LANDMARK_LABELS, landmark_mass
@@ -28,12 +29,6 @@ from shared.scenes.tagger import LANDMARK_LABELS, landmark_mass
 
 class ClassifiesImages(Protocol):
     def embed_with_logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def _cache_file(cache_dir: Path, path: Path) -> Path:
-    st = path.stat()
-    digest = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / digest[:2] / f"{digest}.npz"
 
 
 def embed_rows_with_logits(
@@ -52,11 +47,11 @@ def embed_rows_with_logits(
     emb: list[np.ndarray | None] = [None] * len(rows)
     logits: list[np.ndarray | None] = [None] * len(rows)
     todo = []
+    cache = RowCache(cache_dir) if cache_dir else None
     for i, r in enumerate(rows):
-        cf = _cache_file(cache_dir, r.path) if cache_dir else None
-        if cf is not None and cf.is_file():
-            with np.load(cf) as z:
-                emb[i], logits[i] = z["embedding"], z["logits"]
+        cached = cache.load(r.path) if cache else None
+        if cached is not None:
+            emb[i], logits[i] = cached["embedding"], cached["logits"]
         else:
             todo.append(i)
     failed: list[str] = []
@@ -74,12 +69,8 @@ def embed_rows_with_logits(
             e, lg = embedder.embed_with_logits(images)
             for i, v, g in zip(ok, e, lg, strict=True):
                 emb[i], logits[i] = v, g
-                if cache_dir:
-                    cf = _cache_file(cache_dir, rows[i].path)
-                    cf.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cf.with_suffix(".tmp.npz")
-                    np.savez(tmp, embedding=v, logits=g)
-                    tmp.replace(cf)
+                if cache:
+                    cache.save(rows[i].path, embedding=v, logits=g)
         done += len(chunk)
         if progress:
             progress(done, len(rows))
