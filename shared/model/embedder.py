@@ -239,7 +239,7 @@ class Embedder(InferenceModel):
             **self.config.to_dict(),
             "mean": list(self.spec.mean),
             "std": list(self.spec.std),
-            "embedding_dim": self.dim if self.loaded else build_head_dim(self.spec.out_dim, self.head_state),
+            "embedding_dim": self.dim if self.loaded else head_output_dim(self.spec.out_dim, self.head_state),
         }
 
 
@@ -255,8 +255,3 @@ def load_tuned_state(net: RetrievalNet, state: dict[str, Any]) -> None:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise ValueError(f"backbone weights do not fit {type(net.backbone).__name__}: unknown keys {shown}")
     net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=False)
-
-
-def build_head_dim(in_dim: int, head_state: dict[str, Any] | None) -> int:
-    """Embedding dim without building the network."""
-    return head_output_dim(in_dim, head_state)

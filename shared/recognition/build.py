@@ -27,7 +27,7 @@ import numpy as np
 
 from shared.index import LandmarkIndex, build_centroids, l2_normalize
 from shared.recognition.bundle import Bundle, LandmarkInfo
-from shared.recognition.calibration import calibrate_threshold
+from shared.recognition.calibration import calibrate_threshold, wrong_answer_margin
 from shared.recognition.decision import DecisionParams, Thresholds
 
 SELF_MATCH = 1.0 - 1e-5  # a reference this similar to the query is the query itself (leave-one-out)
@@ -162,11 +162,8 @@ def calibrate_thresholds(
         passes = np.array(
             [v > thresholds.verification_for(int(b)) for b, v in zip(g.best_ids, g.verification, strict=True)]
         )
-        wrong = (
-            (g.centroid > global_score) & passes & (g.best_ids != np.asarray(gallery_landmarks)) & np.isfinite(g.margin)
-        )
-        if wrong.any():
-            margin = max(0.0, float(np.quantile(g.margin[wrong], margin_share)))
+        wrong = (g.centroid > global_score) & passes & (g.best_ids != np.asarray(gallery_landmarks))
+        margin = wrong_answer_margin(g.margin[wrong], margin_share)
     return Thresholds(
         global_score=global_score,
         verification=verification,

@@ -29,6 +29,14 @@ def calibrate_threshold(non_landmark_scores: np.ndarray, rejection: float = 0.99
     return float(s[k - 1]) + SCORE_TOLERANCE
 
 
+def wrong_answer_margin(margins: np.ndarray, share: float) -> float:
+    """The best-vs-runner-up margin that turns away ``share`` of the given wrong answers (their margins; 0 when
+    there are none): one rule for the untrained decision (leave-one-out answers) and trained models (held-out)."""
+    m = np.asarray(margins, dtype=np.float64)
+    m = m[np.isfinite(m)]
+    return max(0.0, float(np.quantile(m, share))) if len(m) else 0.0
+
+
 def rejected_share(non_landmark_scores: np.ndarray, threshold: float) -> float:
     """Share of scores the threshold rejects (score <= threshold)."""
     s = np.asarray(non_landmark_scores, dtype=np.float64).ravel()

@@ -17,7 +17,7 @@ import numpy as np
 from shared.index import LandmarkIndex, l2_normalize
 from shared.recognition.build import CandidateScores, build_bundle_from_embeddings, candidate_scores
 from shared.recognition.bundle import Bundle, LandmarkInfo
-from shared.recognition.calibration import calibrate_threshold
+from shared.recognition.calibration import calibrate_threshold, wrong_answer_margin
 from shared.recognition.decision import DecisionParams, Thresholds
 from shared.training.gate import PresenceGate, train_gate
 
@@ -228,12 +228,11 @@ def calibrate(
     if landmark_scores is None or landmark_truth is None or not len(landmark_truth):
         return rule(margin)
     # The untrained decision's margin rule (shared.recognition.build), on held-out answers instead of
-    # leave-one-out ones: the margin that turns away ``margin_share`` of the wrong answers the rule would give.
-    lc = landmark_scores.candidates
-    wrong = accepted(landmark_scores, rule(0.0)) & (lc.best_ids != np.asarray(landmark_truth)) & np.isfinite(lc.margin)
-    if not wrong.any():
-        return rule(0.0)
-    return rule(max(0.0, float(np.quantile(lc.margin[wrong], margin_share))))
+    # leave-one-out ones.
+    base = rule(0.0)
+    wrong = accepted(landmark_scores, base) & (landmark_scores.candidates.best_ids != np.asarray(landmark_truth))
+    margin = wrong_answer_margin(landmark_scores.candidates.margin[wrong], margin_share)
+    return rule(margin) if margin > 0 else base
 
 
 def accepted(scores: ScoreSet, calibration: Calibration) -> np.ndarray:
