@@ -40,8 +40,6 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from shared.db.models import Photo, PhotoStatus
-from shared.db.session import make_engine, make_session_factory
-from shared.storage import make_minio
 from workers.devstack import testing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
@@ -219,28 +217,28 @@ def main() -> None:
     database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
     redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
     t_setup = time.monotonic()
-    redis_url = testing.claim_redis_db(redis_server)
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    database_url = ""
+    concurrency = {"ingest": 2, "recognize": args.recognize_workers, "albums": 1}
+    threads = args.torch_threads
+    worker_env = {"recognize": {"OMP_NUM_THREADS": str(threads)}} if threads else None
     try:
-        database_url = testing.create_database(database_server, prefix="landmarks_bench")
-        settings = testing.isolated_settings(work / "state", database_url=database_url, redis_url=redis_url)
-        concurrency = {"ingest": 2, "recognize": args.recognize_workers, "albums": 1}
-        threads = args.torch_threads
-        worker_env = {"recognize": {"OMP_NUM_THREADS": str(threads)}} if threads else None
-        with testing.isolated_stack(settings, concurrency=concurrency, worker_env=worker_env, start=False) as stack:
-            # The apps boot while the model is built (the recognize worker loads it on its first task).
-            with ThreadPoolExecutor(max_workers=1) as boot:
-                started = boot.submit(stack.start, *stack.apps)
-                model = testing.build_demo_model(
-                    settings, work / "demo", landmarks=plan.landmarks, negatives=plan.negatives, threads=threads
-                )
-                started.result()
-            engine = make_engine(database_url)
-            s3 = settings.s3
-            client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
+        with (
+            testing.isolated_resources(
+                database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
+            ) as settings,
+            testing.started_demo_stack(
+                settings,
+                work / "demo",
+                landmarks=plan.landmarks,
+                negatives=plan.negatives,
+                concurrency=concurrency,
+                worker_env=worker_env,
+                threads=threads,
+            ) as up,
+        ):
+            model = up.model
             photos = [u.path.read_bytes() for u in model.data.uploads]
-            level = Level(stack, make_session_factory(engine), client, photos)
+            level = Level(up.stack, up.factory, up.minio, photos)
             warm_up(level)
             setup_s = time.monotonic() - t_setup
             console.print(f"stack and model {model.version} ready in {setup_s:.0f} s; {len(photos)} photos to upload")
@@ -253,11 +251,7 @@ def main() -> None:
                     f"median {fmt(result['latency_s']['median'])} s, p95 {fmt(result['latency_s']['p95'])} s"
                     + (" (stopped early: backlog grew)" if result["stopped_early"] else "")
                 )
-            engine.dispose()
     finally:
-        testing.release_redis_db(redis_url)
-        if database_url:
-            testing.drop_database(database_url)
         shutil.rmtree(work, ignore_errors=True)
 
     at_target = next((r for r in results if r["offered_per_s"] == TARGET["rate"]), None)

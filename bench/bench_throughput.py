@@ -42,8 +42,6 @@ from sqlalchemy import func, select
 
 from shared.accelerator import is_cuda_device
 from shared.db.models import Photo, PhotoStatus
-from shared.db.session import make_engine, make_session_factory
-from shared.storage import make_minio
 from workers.devstack import testing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
@@ -203,37 +201,31 @@ def main() -> None:
     console = Console(width=160)
 
     database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
-    redis_url = testing.claim_redis_db(server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0"))
+    redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    database_url = ""
     results: list[dict[str, Any]] = []
+    concurrency = {"ingest": 2, "recognize": 1, "albums": 1}
     try:
-        database_url = testing.create_database(database_server, prefix="landmarks_bench")
-        settings = testing.isolated_settings(work / "state", database_url=database_url, redis_url=redis_url)
-        device = "cuda" if is_cuda_device(settings.recognition.device) else "cpu"
-        concurrency = {"ingest": 2, "recognize": 1, "albums": 1}
-        with testing.isolated_stack(settings, concurrency=concurrency, start=False) as stack:
-            with ThreadPoolExecutor(max_workers=1) as boot:
-                started = boot.submit(stack.start, *stack.apps)
-                model = testing.build_demo_model(settings, work / "demo", landmarks=landmarks, negatives=10)
-                started.result()
-            engine = make_engine(database_url)
-            s3 = settings.s3
-            client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
+        with (
+            testing.isolated_resources(
+                database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
+            ) as settings,
+            testing.started_demo_stack(
+                settings, work / "demo", landmarks=landmarks, negatives=10, concurrency=concurrency
+            ) as up,
+        ):
+            device = "cuda" if is_cuda_device(settings.recognition.device) else "cpu"
+            model = up.model
             photos = [u.path.read_bytes() for u in model.data.uploads]
             if args.uniform:
                 photos = [uniform(p) for p in photos]
-            burst = Burst(stack, make_session_factory(engine), client, photos)
+            burst = Burst(up.stack, up.factory, up.minio, photos)
             for size in sizes:
                 burst.restart(size, args.wait_ms)
                 result = {"micro_batch": size, **burst.run(photos_n)}
                 results.append(result)
                 console.print(f"micro-batch {size}: {result['photos_per_s'] or 0:.2f} photos/s")
-            engine.dispose()
     finally:
-        testing.release_redis_db(redis_url)
-        if database_url:
-            testing.drop_database(database_url)
         shutil.rmtree(work, ignore_errors=True)
 
     report = {

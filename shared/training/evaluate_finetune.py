@@ -20,7 +20,7 @@ from shared.recognition.evaluation import EvalOptions, EvalRow, embed_rows, land
 from shared.training.curriculum import region_of
 from shared.training.evaluate import train_and_evaluate
 from shared.training.pipeline import ProgressFn, TrainedModel, TrainingProgress
-from shared.training.service import FinetuneOptions, tune_backbone_state
+from shared.training.service import FinetuneOptions, tune_backbone_state, tuned_embedder
 from shared.training.trainer import TrainConfig, TrainingData
 
 
@@ -67,7 +67,6 @@ def finetune_and_evaluate(
     import torch
 
     from shared.imaging import ImageDecodeError, decode_photo
-    from shared.model import Embedder
 
     runs = folds + 2  # tuning, final head, folds
 
@@ -95,13 +94,7 @@ def finetune_and_evaluate(
     start = _clock()
     if progress:
         progress(TrainingProgress("embedding every row with the tuned backbone", 1, runs))
-    tuned = Embedder(
-        embedder.config,
-        device=finetune.device,
-        batch_size=embedder.batch_size,
-        weights_path=finetune.weights_path,
-        backbone_state=state,
-    )
+    tuned = tuned_embedder(embedder, state, finetune)
     embedded = embed_rows(
         rows,
         tuned,

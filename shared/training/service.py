@@ -167,17 +167,22 @@ def tune_backbone(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Tune the backbone on the landmark photos; return every photo's features through the tuned backbone (the
     head's input, computed by the inference network itself) and the tuned tensors for the bundle."""
+    state = tune_backbone_state(images, data, config, embedder.config, options, progress=progress, runs=runs)
+    return tuned_embedder(embedder, state, options).embed(list(images)), state
+
+
+def tuned_embedder(embedder: Any, state: dict[str, Any], options: FinetuneOptions) -> Any:
+    """``embedder``'s network with the tuned backbone tensors ``state``, on the tuning device: the features the
+    head is trained on must come from the network that will serve them."""
     from shared.model import Embedder
 
-    state = tune_backbone_state(images, data, config, embedder.config, options, progress=progress, runs=runs)
-    tuned_embedder = Embedder(
+    return Embedder(
         embedder.config,
         device=options.device,
         batch_size=embedder.batch_size,
         weights_path=options.weights_path,
         backbone_state=state,
     )
-    return tuned_embedder.embed(list(images)), state
 
 
 def train_model_version(

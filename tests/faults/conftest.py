@@ -306,8 +306,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def fault_stack_session() -> Iterator[FaultStack]:
     from shared.db import migrate
-    from shared.db.session import make_engine, make_session_factory
-    from shared.storage import make_minio
     from workers import demo_data
     from workers.devstack import postgres, redis_server, testing
 
@@ -333,22 +331,12 @@ def fault_stack_session() -> Iterator[FaultStack]:
                 if outcome.failed:
                     pytest.fail(f"the fault suite could not start {outcome.name}: {outcome.detail}", pytrace=False)
             migrate.upgrade(database_url)
-            with testing.isolated_stack(settings, concurrency=CONCURRENCY, start=False) as stack:
-                try:
-                    model = testing.build_demo_model(
-                        settings, root / "demo", landmarks=FAULT_LANDMARKS, negatives=FAULT_NEGATIVES
-                    )
-                    stack.start(*stack.apps)
-                except Exception:
-                    sys.stderr.write(stack.logs())
-                    raise
-                engine = make_engine(database_url)
-                s3 = settings.s3
-                client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
-                try:
-                    yield FaultStack(stack, infra, model, engine, make_session_factory(engine), client, db_password)
-                finally:
-                    engine.dispose()
+            with testing.started_demo_stack(
+                settings, root / "demo", landmarks=FAULT_LANDMARKS, negatives=FAULT_NEGATIVES, concurrency=CONCURRENCY
+            ) as started:
+                yield FaultStack(
+                    started.stack, infra, started.model, started.engine, started.factory, started.minio, db_password
+                )
         finally:
             redis_server.down(infra, infra_registry)
             postgres.down(infra, infra_registry)

@@ -91,42 +91,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="module")
 def running_stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    from shared.db.session import make_engine, make_session_factory
-    from shared.storage import make_minio
     from workers import demo_data
     from workers.devstack import testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")
-    try:
-        redis_url = testing.claim_redis_db(_redis_server())
-    except testing.StackError as exc:
-        pytest.fail(f"end-to-end tests need Redis: {exc}", pytrace=False)
-    database_url = ""
-    try:
-        database_url = testing.create_database(pg_url)
-        state = tmp_path_factory.mktemp("e2e-stack")
-        settings = testing.isolated_settings(state / "state", database_url=database_url, redis_url=redis_url)
-        with testing.isolated_stack(settings, start=False) as stack:
-            try:
-                model = testing.build_demo_model(
-                    settings, state / "demo", landmarks=E2E_LANDMARKS, negatives=E2E_NEGATIVES
-                )
-                stack.start(*stack.apps)
-            except Exception:
-                sys.stderr.write(stack.logs())
-                raise
-            engine = make_engine(database_url)
-            s3 = settings.s3
-            client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
-            try:
-                yield RunningStack(stack, model, engine, make_session_factory(engine), client)
-            finally:
-                engine.dispose()
-    finally:
-        testing.release_redis_db(redis_url)
-        if database_url:
-            testing.drop_database(database_url)
+    state = tmp_path_factory.mktemp("e2e-stack")
+    with (
+        testing.isolated_resources(
+            pg_url, state / "state", redis_server=_redis_server(), db_prefix="landmarks_e2e"
+        ) as settings,
+        testing.started_demo_stack(settings, state / "demo", landmarks=E2E_LANDMARKS, negatives=E2E_NEGATIVES) as up,
+    ):
+        yield RunningStack(up.stack, up.model, up.engine, up.factory, up.minio)
 
 
 @pytest.fixture

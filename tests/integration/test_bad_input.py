@@ -91,43 +91,24 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from shared.db.session import make_engine, make_session_factory
-    from shared.storage import make_minio
     from workers import demo_data
     from workers.devstack import testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")
-    try:
-        redis_url = testing.claim_redis_db()
-    except testing.StackError as exc:
-        pytest.fail(f"bad-input tests need Redis: {exc}", pytrace=False)
-    database_url = ""
-    try:
-        database_url = testing.create_database(pg_url, prefix="landmarks_badinput")
-        state = tmp_path_factory.mktemp("bad-input")
-        settings = testing.isolated_settings(state / "state", database_url=database_url, redis_url=redis_url)
-        concurrency = {"ingest": 1, "recognize": 1, "albums": 1}
-        with testing.isolated_stack(settings, concurrency=concurrency, start=False) as running:
-            try:
-                model = testing.build_demo_model(settings, state / "demo", landmarks=LANDMARKS, negatives=NEGATIVES)
-                running.start(*running.apps)
-            except Exception:
-                sys.stderr.write(running.logs())
-                raise
-            engine = make_engine(database_url)
-            s3 = settings.s3
-            client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
-            try:
-                yield Stack(running, model, engine, make_session_factory(engine), client)
-            finally:
-                engine.dispose()
-                if not all(running.registry.live(name) for name in running.apps):
-                    sys.stderr.write(running.logs())
-    finally:
-        testing.release_redis_db(redis_url)
-        if database_url:
-            testing.drop_database(database_url)
+    state = tmp_path_factory.mktemp("bad-input")
+    concurrency = {"ingest": 1, "recognize": 1, "albums": 1}
+    with (
+        testing.isolated_resources(pg_url, state / "state", db_prefix="landmarks_badinput") as settings,
+        testing.started_demo_stack(
+            settings, state / "demo", landmarks=LANDMARKS, negatives=NEGATIVES, concurrency=concurrency
+        ) as up,
+    ):
+        try:
+            yield Stack(up.stack, up.model, up.engine, up.factory, up.minio)
+        finally:
+            if not all(up.stack.registry.live(name) for name in up.stack.apps):
+                sys.stderr.write(up.stack.logs())
 
 
 # --- test images -------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -418,6 +419,73 @@ def build_demo_model(
         engine.dispose()
     count = sum(1 for r in chosen if not r.is_landmark)
     return DemoModel(data, tuple(sorted(set(landmarks))), count, row.version)
+
+
+@dataclass(frozen=True)
+class StartedStack:
+    """A running isolated stack with its demo model active, and the clients a test talks to it through."""
+
+    stack: IsolatedStack
+    model: DemoModel
+    engine: Any  # sqlalchemy.Engine on the stack's database
+    factory: Any  # sqlalchemy.orm.sessionmaker bound to ``engine``
+    minio: Any  # minio.Minio on the stack's S3 server
+
+
+@contextlib.contextmanager
+def started_demo_stack(
+    settings: Settings,
+    demo_dir: Path,
+    *,
+    landmarks: Sequence[str],
+    negatives: int,
+    concurrency: Mapping[str, int] | None = None,
+    worker_env: Mapping[str, Mapping[str, str]] | None = None,
+    threads: int | None = None,
+) -> Iterator[StartedStack]:
+    """Weed up, a demo model of ``landmarks`` built and activated while the apps boot (the recognize worker loads
+    the model on its first task); yields the stack with a database engine and an S3 client. The end-to-end,
+    bad-input and fault suites and the pipeline benches all start their stack so.
+
+    A model or an app that fails to come up writes every log's tail to stderr before the error goes on: the
+    processes are stopped on exit, and their logs are the only trace of why.
+    """
+    from shared.db.session import make_engine, make_session_factory
+    from shared.storage import make_minio
+
+    with isolated_stack(settings, concurrency=concurrency, worker_env=worker_env, start=False) as stack:
+        try:
+            with ThreadPoolExecutor(max_workers=1) as boot:
+                booted = boot.submit(stack.start, *stack.apps)
+                model = build_demo_model(settings, demo_dir, landmarks=landmarks, negatives=negatives, threads=threads)
+                booted.result()
+        except Exception:
+            sys.stderr.write(stack.logs())
+            raise
+        engine = make_engine(settings.database_url)
+        s3 = settings.s3
+        client = make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
+        try:
+            yield StartedStack(stack, model, engine, make_session_factory(engine), client)
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def isolated_resources(
+    database_server: str, state_dir: Path, *, redis_server: str = "redis://127.0.0.1:6379", db_prefix: str
+) -> Iterator[Settings]:
+    """Settings for a stack in ``state_dir`` on a claimed empty Redis database and a new database (migrated to
+    head) of the server at ``database_server``; both are emptied or dropped on exit, whatever happened."""
+    redis_url = claim_redis_db(redis_server)
+    database_url = ""
+    try:
+        database_url = create_database(database_server, prefix=db_prefix)
+        yield isolated_settings(state_dir, database_url=database_url, redis_url=redis_url)
+    finally:
+        release_redis_db(redis_url)
+        if database_url:
+            drop_database(database_url)
 
 
 def drawn_photo(kind: int, seed: int) -> Any:
