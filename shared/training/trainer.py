@@ -233,11 +233,3 @@ def project(head_state: dict[str, Any] | None, features: np.ndarray, *, batch_si
         for start in range(0, len(x), batch_size):
             out.append(F.normalize(head(torch.from_numpy(x[start : start + batch_size]))).numpy())
     return np.concatenate(out) if out else np.zeros((0, x.shape[1]), np.float32)
-
-
-def class_probabilities(result: TrainResult, embeddings: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Softmax over the classifier's classes (no margin) for L2-normalised embeddings: N x (L + 1)."""
-    weight = F.normalize(result.classifier_state["weight"].float())
-    with torch.inference_mode():
-        logits = config.scale * F.linear(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)), weight)
-        return torch.softmax(logits, dim=1).numpy()
