@@ -2,7 +2,8 @@
 
 Progress goes to the result backend as task state ``PROGRESS`` with the phase, stage, epoch and loss.
 ``options["mode"]`` is ``features`` (default: the head on cached backbone features) or ``finetune`` (the last
-``options["blocks"]`` backbone blocks too; the bundle then carries them).
+``options["blocks"]`` backbone blocks too, on ``options["cached_views"]`` cached views per photo when set; the
+bundle then carries them).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def train_from_options(
     finetune = None
     if mode == "finetune":
         finetune = FinetuneOptions(
-            blocks=int(options.get("blocks", 2)), device=rec.device, weights_path=rec.weights_path
+            blocks=int(options.get("blocks", 2)),
+            device=rec.device,
+            weights_path=rec.weights_path,
+            cached_views=int(options.get("cached_views", 0)),
         )
     client = ctx.minio
     ensure_buckets(client, [settings.s3.models_bucket])
@@ -64,7 +68,7 @@ def train_from_options(
 @shared_task(name="training.train_model", bind=True, acks_late=True)
 def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> dict[str, Any]:
     """Train a model version; ``options`` are :class:`shared.training.trainer.TrainConfig` fields plus ``folds``,
-    ``mode`` and ``blocks``."""
+    ``mode``, ``blocks`` and ``cached_views``."""
 
     def report(p: Any) -> None:
         self.update_state(state="PROGRESS", meta=p.as_meta())

@@ -53,6 +53,15 @@ def eval_command(
     finetune_epochs: Annotated[
         int, typer.Option("--finetune-epochs", min=1, help="With --mode finetune: epochs of backbone tuning.")
     ] = 5,
+    cached_views: Annotated[
+        int,
+        typer.Option(
+            "--cached-views",
+            min=0,
+            help="With --mode finetune: run the frozen blocks once on this many augmented views per photo (fast on "
+            "a CPU); 0 augments afresh every epoch.",
+        ),
+    ] = 0,
 ) -> None:
     """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
     from shared.model import Embedder, EmbedderConfig
@@ -101,6 +110,7 @@ def eval_command(
             epochs=epochs,
             blocks=blocks,
             finetune_epochs=finetune_epochs,
+            cached_views=cached_views,
             min_side=min_side,
             max_pixels=rec.max_pixels,
             device=rec.device,
@@ -162,6 +172,8 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
             table.add_row(f"threshold.{key}", _fmt(value))
     for key, value in report["counts"].items():
         table.add_row(f"count.{key}", _fmt(value))
+    for key, value in report.get("finetune", {}).get("without_head", {}).items():
+        table.add_row(f"tuned features, no head: {key}", _fmt(value))
     console.print(table)
 
 

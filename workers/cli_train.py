@@ -59,6 +59,12 @@ def model_train(
         str, typer.Option(help="features (cached backbone features) | finetune (also the last backbone blocks)")
     ] = "features",
     blocks: Annotated[int, typer.Option(min=1, help="With --mode finetune: backbone blocks to tune.")] = 2,
+    cached_views: Annotated[
+        int,
+        typer.Option(
+            min=0, help="With --mode finetune: augmented views per photo cached through the frozen blocks (0: none)."
+        ),
+    ] = 0,
     folds: Annotated[int, typer.Option(min=2, help="Cross-fitting folds for the calibration.")] = 5,
     curriculum: Annotated[bool, typer.Option(help="Add one region per stage.")] = True,
     activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
@@ -68,6 +74,7 @@ def model_train(
     options = {"loss": loss, "epochs": epochs, "mode": mode, "folds": folds, "curriculum": curriculum}
     if mode == "finetune":
         options["blocks"] = blocks
+        options["cached_views"] = cached_views
     if not wait:
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
         from tasks.training import train_model
@@ -107,6 +114,7 @@ def run_eval_finetune(
     epochs: int,
     blocks: int,
     finetune_epochs: int,
+    cached_views: int = 0,
     min_side: int,
     max_pixels: int,
     device: str,
@@ -126,7 +134,7 @@ def run_eval_finetune(
             embedder,
             options,
             TrainConfig(loss=loss, epochs=epochs),
-            FinetuneOptions(blocks=blocks, device=device, weights_path=weights_path),
+            FinetuneOptions(blocks=blocks, device=device, weights_path=weights_path, cached_views=cached_views),
             finetune_epochs=finetune_epochs,
             min_side=min_side,
             max_pixels=max_pixels,

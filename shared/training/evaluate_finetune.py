@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from shared.recognition.evaluation import EvalOptions, EvalRow, embed_rows, landmarks_from_rows
+from shared.recognition.evaluation import EvalOptions, EvalRow, embed_rows, evaluate_embeddings, landmarks_from_rows
 from shared.training.curriculum import region_of
 from shared.training.evaluate import train_and_evaluate
 from shared.training.pipeline import ProgressFn, TrainedModel, TrainingProgress
 from shared.training.service import FinetuneOptions, tune_backbone_state, tuned_embedder
 from shared.training.trainer import TrainConfig, TrainingData
+
+UNTRAINED_DECISION_KEYS = ("landmark_accuracy", "non_landmark_accuracy", "wrong_landmark", "precision", "recall")
 
 
 def _clock() -> tuple[float, float]:
@@ -119,6 +121,10 @@ def finetune_and_evaluate(
         "embed": {**embedded_at, "photos": embedded.embedded, "failed": len(embedded.failed)},
     }
     model = {**tuned.describe(), "finetune": {k: info[k] for k in ("blocks", "epochs", "tensors", "on")}}
+    # The tuned features under the untrained decision (kNN verification, thresholds and margin from the train rows,
+    # no head): tuning alone tightens each landmark's cluster, which is what turns unknown landmarks away.
+    plain = evaluate_embeddings(rows, embedded, model, options)
+    info["without_head"] = {k: plain[k] for k in UNTRAINED_DECISION_KEYS}
     start = _clock()
     report, trained = train_and_evaluate(
         rows, embedded, model, options, config, folds=folds, progress=shifted, backbone_state=state

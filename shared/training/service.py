@@ -47,11 +47,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    """``finetune`` mode: how many of the last backbone blocks to tune, on which device, from which weights."""
+    """``finetune`` mode: how many of the last backbone blocks to tune, on which device, from which weights;
+    ``cached_views`` > 0 runs the frozen blocks once on that many augmented views per photo (fast on a CPU, see
+    :mod:`shared.training.finetune`), 0 augments afresh every epoch."""
 
     blocks: int = 2
     device: str = "auto"
     weights_path: Path | None = None
+    cached_views: int = 0
 
 
 def _cache_path(cache_dir: Path, bucket: str, key: str) -> Path:
@@ -151,6 +154,7 @@ def tune_backbone_state(
         device=options.device,
         weights_path=options.weights_path,
         progress=report,
+        cached_views=options.cached_views,
     )
     return tuned.tuned_state
 

@@ -56,13 +56,15 @@ def test_the_backbone_is_tuned_on_train_landmark_photos_only(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached_views", [0, 2])
+def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path, cached_views: int) -> None:
     from workers.cli import app
 
     manifest = tiny_manifest(tmp_path)
     out = tmp_path / "report.json"
     args = ["eval", "--manifest", str(manifest), "--image-size", "64", "--train", "--mode", "finetune"]
     args += ["--blocks", "1", "--finetune-epochs", "1", "--epochs", "1", "--json", str(out)]
+    args += ["--cached-views", str(cached_views)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -75,6 +77,10 @@ def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path) -> None
     assert tuning["embed"]["photos"] == 24  # every row re-embedded with the tuned backbone, none from a cache
     for part in ("tune", "embed", "head"):
         assert tuning[part]["seconds"] >= 0 and tuning[part]["cpu_seconds"] >= 0
+    alone = tuning["without_head"]  # the tuned features under the untrained decision, scored on the same rows
+    assert set(alone) == {"landmark_accuracy", "non_landmark_accuracy", "wrong_landmark", "precision", "recall"}
+    assert 0.0 <= alone["landmark_accuracy"] <= 1.0 and 0 <= alone["wrong_landmark"] <= 4
+    assert "tuned features, no head: landmark_accuracy" in result.output
 
 
 def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
