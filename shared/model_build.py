@@ -136,10 +136,6 @@ def build_model(
         client, embedder, [(b, k) for b, k, _, _ in snap.photos], min_side=min_side, progress=progress
     )
     negatives = embed_objects(client, embedder, snap.negatives, min_side=min_side, progress=progress)
-    gallery_landmarks = np.array([snap.photos[i][2] for i in gallery.ok], dtype=np.int64)
-    is_ref = np.array([snap.photos[i][3] == GalleryRole.reference for i in gallery.ok], dtype=bool)
-    if set(gallery_landmarks[is_ref].tolist()) != set(gallery_landmarks.tolist()):
-        is_ref[:] = False  # hand-picked references only when every landmark has them; else picked per landmark
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
     metrics = {
@@ -149,20 +145,50 @@ def build_model(
         "failed_photos": len(gallery.failed) + len(negatives.failed),
         "calibration": f"threshold rejects {rejection:.0%} of the gallery's negatives (in-sample)",
     }
-    bundle = build_bundle_from_embeddings(
+    bundle = bundle_from_gallery(
+        snap,
+        gallery.embeddings,
+        gallery.ok,
+        negatives.embeddings,
         version=version,
         model=embedder.describe(),
-        landmarks=snap.landmarks,
-        gallery=gallery.embeddings,
-        gallery_landmarks=gallery_landmarks,
-        non_landmarks=negatives.embeddings,
-        references=gallery.embeddings[is_ref] if is_ref.any() else None,
-        reference_landmarks=gallery_landmarks[is_ref] if is_ref.any() else None,
         rejection=rejection,
         metrics=metrics,
     )
     return publish_bundle(
         factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+    )
+
+
+def bundle_from_gallery(
+    snap: GallerySnapshot,
+    gallery: np.ndarray,
+    gallery_ok: Sequence[int],
+    negatives: np.ndarray,
+    *,
+    version: str,
+    model: dict[str, Any],
+    rejection: float,
+    metrics: dict[str, Any],
+) -> Bundle:
+    """The untrained decision's bundle from embeddings of the gallery photos (``gallery_ok``: their indices in
+    ``snap.photos``) and of the negatives: centroids, references (the hand-picked ones when every landmark has
+    them) and thresholds calibrated on the negatives."""
+    gallery_landmarks = np.array([snap.photos[i][2] for i in gallery_ok], dtype=np.int64)
+    is_ref = np.array([snap.photos[i][3] == GalleryRole.reference for i in gallery_ok], dtype=bool)
+    if set(gallery_landmarks[is_ref].tolist()) != set(gallery_landmarks.tolist()):
+        is_ref[:] = False  # hand-picked references only when every landmark has them; else picked per landmark
+    return build_bundle_from_embeddings(
+        version=version,
+        model=model,
+        landmarks=snap.landmarks,
+        gallery=gallery,
+        gallery_landmarks=gallery_landmarks,
+        non_landmarks=negatives,
+        references=gallery[is_ref] if is_ref.any() else None,
+        reference_landmarks=gallery_landmarks[is_ref] if is_ref.any() else None,
+        rejection=rejection,
+        metrics=metrics,
     )
 
 

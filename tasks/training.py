@@ -3,7 +3,7 @@
 Progress goes to the result backend as task state ``PROGRESS`` with the phase, stage, epoch and loss.
 ``options["mode"]`` is ``features`` (default: the head on cached backbone features) or ``finetune`` (the last
 ``options["blocks"]`` backbone blocks too, on ``options["cached_views"]`` cached views per photo when set; the
-bundle then carries them).
+bundle then carries them; ``options["head"]`` False publishes the tuned backbone without a head).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def train_from_options(
             device=rec.device,
             weights_path=rec.weights_path,
             cached_views=int(options.get("cached_views", 0)),
+            head=bool(options.get("head", True)),
         )
     client = ctx.minio
     ensure_buckets(client, [settings.s3.models_bucket])
@@ -68,7 +69,7 @@ def train_from_options(
 @shared_task(name="training.train_model", bind=True, acks_late=True)
 def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> dict[str, Any]:
     """Train a model version; ``options`` are :class:`shared.training.trainer.TrainConfig` fields plus ``folds``,
-    ``mode``, ``blocks`` and ``cached_views``."""
+    ``mode``, ``blocks``, ``cached_views`` and ``head``."""
 
     def report(p: Any) -> None:
         self.update_state(state="PROGRESS", meta=p.as_meta())

@@ -65,6 +65,13 @@ def model_train(
             min=0, help="With --mode finetune: augmented views per photo cached through the frozen blocks (0: none)."
         ),
     ] = 0,
+    head: Annotated[
+        bool,
+        typer.Option(
+            help="With --mode finetune: train the head on the tuned features; --no-head publishes the tuned "
+            "backbone alone under the untrained decision (the model that keeps unknown landmarks out)."
+        ),
+    ] = True,
     folds: Annotated[int, typer.Option(min=2, help="Cross-fitting folds for the calibration.")] = 5,
     curriculum: Annotated[bool, typer.Option(help="Add one region per stage.")] = True,
     activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
@@ -75,6 +82,7 @@ def model_train(
     if mode == "finetune":
         options["blocks"] = blocks
         options["cached_views"] = cached_views
+        options["head"] = head
     if not wait:
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
         from tasks.training import train_model

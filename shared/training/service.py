@@ -28,13 +28,16 @@ from shared import registry
 from shared.db.models import ModelVersion
 from shared.db.session import session_scope
 from shared.imaging import ImageDecodeError, decode_photo
+from shared.index import l2_normalize
 from shared.model_build import (
     MAX_GALLERY_OBJECT_BYTES,
     GallerySnapshot,
+    bundle_from_gallery,
     embed_objects,
     gallery_snapshot,
     publish_bundle,
 )
+from shared.recognition.bundle import Bundle
 from shared.recognition.recognizer import EmbedsImages
 from shared.storage import ObjectMissing, read_object
 from shared.training.curriculum import region_of
@@ -49,12 +52,15 @@ if TYPE_CHECKING:
 class FinetuneOptions:
     """``finetune`` mode: how many of the last backbone blocks to tune, on which device, from which weights;
     ``cached_views`` > 0 runs the frozen blocks once on that many augmented views per photo (fast on a CPU, see
-    :mod:`shared.training.finetune`), 0 augments afresh every epoch."""
+    :mod:`shared.training.finetune`), 0 augments afresh every epoch. Without a ``head`` the tuned features go
+    straight to the untrained decision: on the team's corpus that is the model that keeps unknown landmarks out
+    (the fused head brings back the raw ImageNet feature that confuses them)."""
 
     blocks: int = 2
     device: str = "auto"
     weights_path: Path | None = None
     cached_views: int = 0
+    head: bool = True  # False: publish the tuned backbone alone, decided and calibrated as an untrained model is
 
 
 def _cache_path(cache_dir: Path, bucket: str, key: str) -> Path:
@@ -229,10 +235,16 @@ def train_model_version(
         features, backbone_state = tune_backbone(images, data, config, embedder, finetune, progress=progress, runs=runs)
         del images
         model["finetune"] = {"blocks": finetune.blocks, "tensors": len(backbone_state), "on": "landmark photos"}
-    ds = FeatureDataset(features, data)
-    landmarks = list(snap.landmarks)
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
+    if finetune is not None and not finetune.head:
+        assert backbone_state is not None
+        bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
+        return publish_bundle(
+            factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+        )
+    ds = FeatureDataset(features, data)
+    landmarks = list(snap.landmarks)
     shift = runs - (folds + 1)  # the fine-tuning run comes first
     trained = train_model(
         ds,
@@ -256,3 +268,49 @@ def train_model_version(
     return publish_bundle(
         factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
     )
+
+
+def _headless_bundle(
+    snap: GallerySnapshot,
+    features: np.ndarray,
+    ok: Sequence[int],
+    model: dict[str, Any],
+    version: str,
+    backbone_state: dict[str, Any],
+    config: TrainConfig,
+    finetune: FinetuneOptions,
+    rejection: float,
+) -> Bundle:
+    """A tuned backbone without a head: the untrained bundle (centroids, references, thresholds on the negatives)
+    on the tuned features, carrying the tuned tensors. The negatives never reached the tuning, so the thresholds
+    stay out-of-sample; the margin comes from gallery photos the backbone was tuned on."""
+    features = l2_normalize(features)
+    n_photos = len(snap.photos)
+    rows = np.asarray(ok)
+    photo_rows = np.flatnonzero(rows < n_photos)
+    negative_rows = np.flatnonzero(rows >= n_photos)
+    metrics = {
+        "landmarks": len(snap.landmarks),
+        "gallery_photos": len(photo_rows),
+        "negatives": len(negative_rows),
+        "failed_photos": len(snap.photos) + len(snap.negatives) - len(ok),
+        "training": {
+            **config.to_dict(),
+            "mode": "finetune",
+            "head": False,
+            "blocks": finetune.blocks,
+            "cached_views": finetune.cached_views,
+        },
+        "calibration": f"threshold rejects {rejection:.0%} of the gallery's negatives (never tuned on)",
+    }
+    bundle = bundle_from_gallery(
+        snap,
+        features[photo_rows],
+        rows[photo_rows].tolist(),
+        features[negative_rows],
+        version=version,
+        model={**model, "finetune": {**model["finetune"], "head": False}},
+        rejection=rejection,
+        metrics=metrics,
+    )
+    return replace(bundle, backbone_state=backbone_state)

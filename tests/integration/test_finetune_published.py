@@ -147,3 +147,40 @@ def test_training_in_finetune_mode_publishes_the_tuned_backbone(
     worker = registry.load_recognizer(row, s3, buckets["models"], tmp_path / "worker", device="cpu", threads=1)
     assert worker.bundle.backbone_state is not None and worker.gate is not None
     assert worker.embed([drawn(0, 7)]).shape == (1, 1280 + 8)  # raw feature kept beside the 8-d head
+
+
+def test_a_head_less_fine_tuned_model_is_the_tuned_backbone_under_the_untrained_decision(
+    s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with session_factory.begin() as session:
+        import_rows(session, s3, buckets["gallery"], _gallery(tmp_path))
+    row = train_model_version(
+        session_factory,
+        s3,
+        Embedder(CONFIG, device="cpu", threads=1),
+        TINY,
+        models_bucket=buckets["models"],
+        model_store=tmp_path / "store",
+        min_side=64,
+        feature_cache=None,
+        folds=2,
+        finetune=FinetuneOptions(blocks=1, device="cpu", cached_views=2, head=False),
+    )
+    training = row.metrics["training"]
+    assert training["mode"] == "finetune" and training["head"] is False and training["cached_views"] == 2
+    assert row.metrics["gallery_photos"] == 9 and row.metrics["negatives"] == 4
+    manifest = json.loads((tmp_path / "store" / row.version / MANIFEST).read_text())
+    assert BACKBONE_FILE in manifest["files"] and manifest["model"]["finetune"]["head"] is False
+    assert "presence_gate" not in manifest["model"]  # the untrained decision: no gate
+
+    worker = registry.load_recognizer(row, s3, buckets["models"], tmp_path / "worker", device="cpu", threads=1)
+    bundle = worker.bundle
+    assert bundle.head_state is None and bundle.backbone_state is not None
+    queries = [drawn(0, 20), drawn(1, 21)]
+    tuned = Embedder(CONFIG, device="cpu", threads=1, backbone_state=bundle.backbone_state)
+    assert worker.embed(queries).shape == (2, 1280)  # the raw pooled feature of the tuned backbone
+    np.testing.assert_allclose(worker.embed(queries), l2_normalize(tuned.embed(queries)), atol=1e-4)
+    untuned = Embedder(CONFIG, device="cpu", threads=1)
+    assert not np.allclose(worker.embed(queries), l2_normalize(untuned.embed(queries)), atol=1e-3)
+    # Every landmark's own photos sit in the references the verification votes with.
+    assert set(bundle.reference_landmarks.tolist()) == {lm.id for lm in bundle.landmarks}

@@ -42,5 +42,9 @@ def test_finetune_mode_passes_its_blocks_to_the_training_run(monkeypatch) -> Non
     monkeypatch.setattr(tasks.training, "train_from_options", fake_train)
     CliRunner().invoke(_app(), ["model", "train", "--wait", "--mode", "finetune", "--blocks", "3"])
     assert seen and seen[0]["mode"] == "finetune" and seen[0]["blocks"] == 3
+    assert seen[0]["cached_views"] == 0 and seen[0]["head"] is True
     CliRunner().invoke(_app(), ["model", "train", "--wait"])
-    assert seen[1]["mode"] == "features" and "blocks" not in seen[1]
+    assert seen[1]["mode"] == "features" and "blocks" not in seen[1] and "head" not in seen[1]
+    args = ["model", "train", "--wait", "--mode", "finetune", "--cached-views", "3", "--no-head"]
+    CliRunner().invoke(_app(), args)
+    assert seen[2]["cached_views"] == 3 and seen[2]["head"] is False
