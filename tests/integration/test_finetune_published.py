@@ -4,7 +4,8 @@ rolled back), drawn photos made here, CPU at 64 px.
 - a tiny ``finetune`` run is published (folder + models bucket + model_versions row), loaded the way workers load
   it (download into an empty model store), and embeds exactly as the network did in memory; an altered
   ``backbone.pt`` in the bucket is refused;
-- ``train_model_version`` in ``finetune`` mode writes the tuned tensors into the bundle it publishes.
+- ``train_model_version`` in ``finetune`` mode writes the tuned tensors into the bundle it publishes, with the
+  head or (``head=False``) without it, for the untrained decision on the tuned features.
 """
 
 from __future__ import annotations
@@ -117,13 +118,18 @@ def _gallery(tmp_path: Path) -> list[GalleryRow]:
     return rows
 
 
-def test_training_in_finetune_mode_publishes_the_tuned_backbone(
-    s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
-) -> None:
+def _train_on_drawn_gallery(
+    s3: Minio,
+    buckets: dict[str, str],
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    finetune: FinetuneOptions,
+    progress: Any = None,
+) -> Any:
+    """Import the drawn gallery and run ``train_model_version`` on it in ``finetune`` mode (2 folds, 64 px)."""
     with session_factory.begin() as session:
         import_rows(session, s3, buckets["gallery"], _gallery(tmp_path))
-    phases: list[Any] = []
-    row = train_model_version(
+    return train_model_version(
         session_factory,
         s3,
         Embedder(CONFIG, device="cpu", threads=1),
@@ -133,8 +139,17 @@ def test_training_in_finetune_mode_publishes_the_tuned_backbone(
         min_side=64,
         feature_cache=None,
         folds=2,
-        progress=phases.append,
-        finetune=FinetuneOptions(blocks=1, device="cpu"),
+        progress=progress,
+        finetune=finetune,
+    )
+
+
+def test_training_in_finetune_mode_publishes_the_tuned_backbone(
+    s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    phases: list[Any] = []
+    row = _train_on_drawn_gallery(
+        s3, buckets, session_factory, tmp_path, FinetuneOptions(blocks=1, device="cpu"), phases.append
     )
     assert row.metrics["training"]["mode"] == "finetune"
     folder = tmp_path / "store" / row.version
@@ -152,20 +167,8 @@ def test_training_in_finetune_mode_publishes_the_tuned_backbone(
 def test_a_head_less_fine_tuned_model_is_the_tuned_backbone_under_the_untrained_decision(
     s3: Minio, buckets: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    with session_factory.begin() as session:
-        import_rows(session, s3, buckets["gallery"], _gallery(tmp_path))
-    row = train_model_version(
-        session_factory,
-        s3,
-        Embedder(CONFIG, device="cpu", threads=1),
-        TINY,
-        models_bucket=buckets["models"],
-        model_store=tmp_path / "store",
-        min_side=64,
-        feature_cache=None,
-        folds=2,
-        finetune=FinetuneOptions(blocks=1, device="cpu", cached_views=2, head=False),
-    )
+    options = FinetuneOptions(blocks=1, device="cpu", cached_views=2, head=False)
+    row = _train_on_drawn_gallery(s3, buckets, session_factory, tmp_path, options)
     training = row.metrics["training"]
     assert training["mode"] == "finetune" and training["head"] is False and training["cached_views"] == 2
     assert row.metrics["gallery_photos"] == 9 and row.metrics["negatives"] == 4
