@@ -6,7 +6,7 @@ on a GPU when the device says so and on the CPU otherwise (slow: minutes per epo
 
 ``cached_views`` trades fresh augmentation for speed on a CPU: each photo's plain view and that many augmented
 views go through the frozen blocks once, and every epoch then runs only the tuned blocks on one of the cached
-views (about 25 s an epoch instead of 5 min for a thousand photos at 384 px on 2 cores; the cache is held in
+views (about 25 s an epoch instead of 4 min for a thousand photos at 384 px on 2 cores; the cache is held in
 memory as float16, ~60 KB per view there).
 """
 
