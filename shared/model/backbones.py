@@ -36,6 +36,11 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     build: Callable[[Path | None, bool], nn.Module]
+    # How the spatial layers pad, which decides where a photo must sit in a letterboxed canvas to be embedded
+    # exactly as alone (shared.model.masking.canvas_offset): TF "same" (EfficientNet-Lite) or fixed "symmetric"
+    # (torchvision); and the input pixels per feature-map cell.
+    padding: str = "symmetric"
+    stride: int = 32
 
 
 class _EfficientNetFeatures(nn.Module):
@@ -113,7 +118,9 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 1280, 260, LITE_MEAN, LITE_STD, _efficientnet_lite2),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2", 1280, 260, LITE_MEAN, LITE_STD, _efficientnet_lite2, padding="same"
+    ),
     "resnet50": BackboneSpec("resnet50", 2048, 224, IMAGENET_MEAN, IMAGENET_STD, _torchvision_resnet("resnet50")),
     "wide_resnet50_2": BackboneSpec(
         "wide_resnet50_2", 2048, 224, IMAGENET_MEAN, IMAGENET_STD, _torchvision_resnet("wide_resnet50_2")

@@ -6,14 +6,27 @@ import torch
 import torch.nn.functional as F
 
 
-def gem(x: torch.Tensor, p: float | torch.Tensor = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised-mean pooling over the spatial dims: p=1 is average pooling, p->inf max pooling."""
-    return F.avg_pool2d(x.clamp(min=eps).pow(p), (x.size(-2), x.size(-1))).pow(1.0 / p)
+def gem(
+    x: torch.Tensor, p: float | torch.Tensor = 3.0, eps: float = 1e-6, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Generalised-mean pooling over the spatial dims: p=1 is average pooling, p->inf max pooling. ``mask``
+    (N x 1 x h x w, 1 = the photo, 0 = padding) pools each photo over its own region only."""
+    if mask is None:
+        return F.avg_pool2d(x.clamp(min=eps).pow(p), (x.size(-2), x.size(-1))).pow(1.0 / p)
+    return masked_mean(x.clamp(min=eps).pow(p), mask).pow(1.0 / p)
 
 
-def avg(x: torch.Tensor) -> torch.Tensor:
-    """Global average pooling, kept N x C x 1 x 1 like :func:`gem`."""
-    return F.adaptive_avg_pool2d(x, 1)
+def avg(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Global average pooling, kept N x C x 1 x 1 like :func:`gem`; ``mask`` as there."""
+    if mask is None:
+        return F.adaptive_avg_pool2d(x, 1)
+    return masked_mean(x, mask)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the spatial cells where ``mask`` is 1, N x C x 1 x 1."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum(dim=(-2, -1), keepdim=True) / mask.sum(dim=(-2, -1), keepdim=True)
 
 
 def l2n(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

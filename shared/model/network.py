@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from shared.model import functional as LF
+from shared.model.masking import PaddingMask, Region
 
 
 class RetrievalNet(nn.Module):
@@ -25,14 +28,32 @@ class RetrievalNet(nn.Module):
         """The backbone's N x C x h x w feature map (used by the class-activation explanation)."""
         return self.backbone(x)
 
-    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled, L2-normalised N x C descriptor."""
-        return LF.l2n(self.pool(self.backbone(x)).flatten(1))
+    def descriptor(self, x: torch.Tensor, regions: Sequence[Region] | None = None) -> torch.Tensor:
+        """Pooled, L2-normalised N x C descriptor (float32 whatever the backbone's precision).
 
-    def descriptor_and_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ``regions``: each photo's (top, left, height, width) when ``x`` is a letterboxed batch; the padding then
+        changes no descriptor (:mod:`shared.model.masking`)."""
+        fmap, mask = self._feature_map(x, regions)
+        return LF.l2n(self.pool(fmap, mask).flatten(1))
+
+    def descriptor_and_pooled(
+        self, x: torch.Tensor, regions: Sequence[Region] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`descriptor` plus the average-pooled N x C features (the classifier's input), one backbone run."""
-        fmap = self.backbone(x)
-        return LF.l2n(self.pool(fmap).flatten(1)), LF.avg(fmap).flatten(1)
+        fmap, mask = self._feature_map(x, regions)
+        return LF.l2n(self.pool(fmap, mask).flatten(1)), LF.avg(fmap, mask).flatten(1)
+
+    def _feature_map(
+        self, x: torch.Tensor, regions: Sequence[Region] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The backbone's feature map in float32 (pooling powers overflow half precision) and, for a
+        letterboxed batch, the mask of each photo's cells in it."""
+        if regions is None:
+            return self.backbone(x).float(), None
+        padding = PaddingMask.attach(self.backbone)
+        with padding.active(regions, (x.shape[-2], x.shape[-1])):
+            fmap = self.backbone(x).float()
+            return fmap, padding.mask_like(fmap)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """ImageNet logits from average-pooled features (linear, so pooled features may be averaged first)."""

@@ -1,4 +1,5 @@
-"""Global pooling layers chosen by name: ``gem`` (learnable p, default 3) and ``avg``."""
+"""Global pooling layers chosen by name: ``gem`` (learnable p, default 3) and ``avg``; both take an optional
+mask so a letterboxed photo is pooled over its own region only."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ class GeM(nn.Module):
         self.p = nn.Parameter(torch.ones(1) * p)
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LF.gem(x, p=self.p, eps=self.eps)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return LF.gem(x, p=self.p, eps=self.eps, mask=mask)
 
     def extra_repr(self) -> str:
         return f"p={self.p.data.tolist()[0]:.4f}, eps={self.eps}"
@@ -26,8 +27,8 @@ class GeM(nn.Module):
 class AvgPool(nn.Module):
     """Global average pooling (the ImageNet classifier's own pooling)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LF.avg(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return LF.avg(x, mask)
 
 
 POOLINGS: dict[str, type[nn.Module]] = {"gem": GeM, "avg": AvgPool}
