@@ -14,9 +14,14 @@ from pathlib import Path
 
 from shared.settings import RecognitionSettings
 
-# Photos per forward pass on a GPU when `recognition.micro_batch` is left to auto: Lite2 at 384 px embeds 16
-# photos in about the time of a few; larger batches add waiting at low load for little more throughput.
-AUTO_GPU_MICRO_BATCH = 16
+# Photos per recognizer call on a GPU when `recognition.micro_batch` is left to auto. Measured on one H200 with
+# 16 cores (bench/README.md, bench_recognize.py on 12 MP JPEGs, 16 decode threads): 233 photos/s at 64 against
+# 172 at 16, as a call's fixed costs are shared by more photos; 3.2 GiB of GPU memory per process at 64. At low
+# load a batch leaves after `micro_batch_wait_ms` whatever its size, so the larger batch costs no latency.
+AUTO_GPU_MICRO_BATCH = 64
+# Threads fetching and decoding a micro-batch on a GPU worker when `recognition.decode_threads` is left to auto
+# (capped by the cores): decoding is what limits a GPU worker; 16 threads gave 233 photos/s against 167 with 8.
+AUTO_GPU_DECODE_THREADS = 16
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 # Device nodes of an NVIDIA driver (native, containers with the NVIDIA runtime, WSL 2). Without any of them no
 # CUDA device can exist, and a CPU worker is spared importing torch in its main process.
@@ -59,3 +64,13 @@ def micro_batch_prefetch(recognition: RecognitionSettings) -> int | None:
     messages in the window). None when it does not batch: keep the fleet's default of 1."""
     size = micro_batch_size(recognition)
     return 2 * size if size > 1 else None
+
+
+def decode_threads(recognition: RecognitionSettings) -> int:
+    """Threads that fetch, decode and resize a recognize worker's photos: the setting, or auto (a GPU worker
+    decodes on several cores, up to the machine's; a CPU worker's process decodes on its own thread)."""
+    if recognition.decode_threads is not None:
+        return recognition.decode_threads
+    if not is_cuda_device(recognition.device):
+        return 1
+    return max(1, min(AUTO_GPU_DECODE_THREADS, os.cpu_count() or 1))

@@ -1,7 +1,8 @@
 """The upload pipeline's steps, free of Celery: claim a photo, recognise its object, apply the result.
 
-``recognize_objects`` runs on the recognize workers: fetch and decode each photo of a micro-batch, then embed
-and decide all of them in one call (``recognize_object`` is the batch of one). ``apply_recognition`` runs on the
+``recognize_objects`` runs on the recognize workers: fetch and decode each photo of a micro-batch (on several
+threads on a GPU worker), then embed and decide all of them in one call (``recognize_object`` is the batch of
+one). ``apply_recognition`` runs on the
 albums workers: recognitions, scene tags, photo metadata and album membership in one transaction.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from minio import Minio
 from sqlalchemy import delete, func, select
@@ -120,64 +122,42 @@ def recognize_fetched(
     fetched: Sequence[FetchedPhoto | PhotoError],
     *,
     max_pixels: int,
+    threads: int = 1,
 ) -> list[RecognitionOutcome | PhotoError]:
-    """Decode each fetched photo, then recognise every decodable one in ONE recognizer call (a GPU's batch).
+    """Decode each fetched photo (on ``threads`` threads), then recognise every decodable one in ONE recognizer
+    call (a GPU's batch).
 
     A photo that failed to fetch or decode keeps its error (:data:`PhotoError`) in its place and never fails the
     others; only the recognizer call itself can fail the batch, as it is one call for all. Each outcome
     records ``meta["batch_size"]`` (photos in that call) and, besides its own fetch and decode times, the call's
     time shared out per photo (``recognize``) and in full (``recognize_batch``).
     """
-    results: list[RecognitionOutcome | PhotoError | None] = [None] * len(refs)
-    decoded: list[tuple[int, DecodedPhoto, dict[str, float]]] = []
-    for i, (ref, item) in enumerate(zip(refs, fetched, strict=True)):
-        if isinstance(item, Exception):
-            results[i] = item
-            continue
-        t0 = time.perf_counter()
-        try:
-            photo = decode_photo(item.data, min_side=recognizer.min_side, max_pixels=max_pixels)
-        except ImageDecodeError as exc:
-            error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
-            error.__cause__ = exc
-            results[i] = error
-            continue
-        except Exception as exc:  # a fault of this photo alone: the caller decides
-            results[i] = exc
-            continue
-        decoded.append((i, photo, {"fetch": item.fetch_ms, "decode": (time.perf_counter() - t0) * 1e3}))
-    if decoded:
-        photos = [photo for _, photo, _ in decoded]
-        t0 = time.perf_counter()
-        if isinstance(recognizer, TagsScenes):
-            answers = recognizer.recognize_photos_with_scenes(photos)
-        else:
-            answers = [(matches, {}) for matches in recognizer.recognize_photos(photos)]
-        batch_ms = (time.perf_counter() - t0) * 1e3
-        n = len(decoded)
-        for (i, photo, timings), (matches, scenes) in zip(decoded, answers, strict=True):
-            results[i] = RecognitionOutcome(
-                matches=matches,
-                meta={**_photo_meta(photo), "batch_size": n},
-                timings_ms={**timings, "recognize": batch_ms / n, "recognize_batch": batch_ms},
-                scenes=scenes,
-            )
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+    items = list(zip(refs, fetched, strict=True))
+    decoded = _map(lambda item: _decode(recognizer, item[0], item[1], max_pixels), items, threads)
+    return _recognize_decoded(recognizer, decoded)
 
 
 def recognize_objects(
-    client: Minio, recognizer: PhotoRecognizer, refs: Sequence[PhotoRef], *, max_bytes: int, max_pixels: int
+    client: Minio,
+    recognizer: PhotoRecognizer,
+    refs: Sequence[PhotoRef],
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    threads: int = 1,
 ) -> list[RecognitionOutcome | PhotoError]:
     """Fetch, decode and recognise several photos with one recognizer call; per photo its outcome or its error
-    (:data:`PhotoError`). See :func:`recognize_fetched`."""
-    fetched: list[FetchedPhoto | PhotoError] = []
-    for ref in refs:
+    (:data:`PhotoError`). Each photo is fetched and decoded on one of ``threads`` threads, so a GPU worker's
+    batch is read and decoded on several cores at once. See :func:`recognize_fetched`."""
+
+    def fetch_and_decode(ref: PhotoRef) -> Decoded | PhotoError:
         try:
-            fetched.append(fetch_photo(client, ref, max_bytes=max_bytes))
+            item: FetchedPhoto | PhotoError = fetch_photo(client, ref, max_bytes=max_bytes)
         except Exception as exc:  # kept in its place: one photo never fails the others
-            fetched.append(exc)
-    return recognize_fetched(recognizer, refs, fetched, max_pixels=max_pixels)
+            item = exc
+        return _decode(recognizer, ref, item, max_pixels)
+
+    return _recognize_decoded(recognizer, _map(fetch_and_decode, list(refs), threads))
 
 
 def recognize_object(
@@ -189,6 +169,70 @@ def recognize_object(
     if isinstance(result, Exception):
         raise result
     return result
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A photo ready for the recognizer and its fetch and decode times."""
+
+    photo: DecodedPhoto
+    timings_ms: dict[str, float]
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
+    """``fn`` over ``items`` in order, on up to ``threads`` threads (none started for one item or one thread)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="decode") as pool:
+        return list(pool.map(fn, items))
+
+
+def _decode(
+    recognizer: PhotoRecognizer, ref: PhotoRef, item: FetchedPhoto | PhotoError, max_pixels: int
+) -> Decoded | PhotoError:
+    """One fetched photo decoded for the recognizer, or the error it ends in (never raised)."""
+    if isinstance(item, Exception):
+        return item
+    t0 = time.perf_counter()
+    try:
+        photo = decode_photo(item.data, min_side=recognizer.min_side, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
+        error.__cause__ = exc
+        return error
+    except Exception as exc:  # a fault of this photo alone: the caller decides
+        return exc
+    return Decoded(photo, {"fetch": item.fetch_ms, "decode": (time.perf_counter() - t0) * 1e3})
+
+
+def _recognize_decoded(
+    recognizer: PhotoRecognizer, items: Sequence[Decoded | PhotoError]
+) -> list[RecognitionOutcome | PhotoError]:
+    """One recognizer call for every decoded photo; errors stay in their places."""
+    results: list[RecognitionOutcome | PhotoError] = list(items)  # type: ignore[arg-type]
+    decoded = [(i, item) for i, item in enumerate(items) if isinstance(item, Decoded)]
+    if not decoded:
+        return results
+    photos = [item.photo for _, item in decoded]
+    t0 = time.perf_counter()
+    if isinstance(recognizer, TagsScenes):
+        answers = recognizer.recognize_photos_with_scenes(photos)
+    else:
+        answers = [(matches, {}) for matches in recognizer.recognize_photos(photos)]
+    batch_ms = (time.perf_counter() - t0) * 1e3
+    n = len(decoded)
+    for (i, item), (matches, scenes) in zip(decoded, answers, strict=True):
+        results[i] = RecognitionOutcome(
+            matches=matches,
+            meta={**_photo_meta(item.photo), "batch_size": n},
+            timings_ms={**item.timings_ms, "recognize": batch_ms / n, "recognize_batch": batch_ms},
+            scenes=scenes,
+        )
+    return results
 
 
 def _photo_meta(photo: DecodedPhoto) -> dict[str, Any]:

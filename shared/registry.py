@@ -125,10 +125,20 @@ def load_recognizer(
     *,
     device: str = "auto",
     threads: int | None = None,
+    batch_size: int = 16,
+    precision: str = "auto",
+    preprocess_threads: int = 1,
 ) -> Recognizer:
     """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
     from shared.recognition.bundle import download_bundle, load_bundle
     from shared.recognition.recognizer import Recognizer
 
     folder = download_bundle(client, bucket, version.version, local_bundle_dir(model_store, version.version))
-    return Recognizer.from_bundle(load_bundle(folder), device=device, threads=threads)
+    return Recognizer.from_bundle(
+        load_bundle(folder),
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        precision=precision,
+        preprocess_threads=preprocess_threads,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,12 +62,20 @@ class RecognitionSettings(BaseModel):
     min_cluster_size: int = 0  # 0: scale to the gallery size
     max_pixels: int = 200_000_000
     # Micro-batching on recognize workers (tasks/recognition.py, celery-batches): up to `micro_batch` queued photos,
-    # gathered for at most `micro_batch_wait_ms` after the first, share ONE recognizer call. A GPU embeds a batch
-    # in little more than the time of one photo; a CPU's time grows with the batch, so batching there only adds
-    # the wait. None = auto: 16 where the recognize device is CUDA, 1 (off) elsewhere (shared/accelerator.py).
+    # gathered for at most `micro_batch_wait_ms` after the first, share ONE recognizer call (one letterboxed
+    # forward pass). A GPU embeds a batch in little more than the time of one photo; a CPU's time grows with the
+    # batch, so batching there only adds the wait. None = auto: 64 where the recognize device is CUDA, 1 (off)
+    # elsewhere (shared/accelerator.py).
     # The wait is what a photo may add to its latency at low load; at high load batches fill before it ends.
     micro_batch: int | None = Field(default=None, ge=1)
     micro_batch_wait_ms: float = Field(default=50.0, gt=0)
+    # The backbone's arithmetic: auto = fp16 on CUDA (embeddings within 0.9999 cosine of fp32, measured on an H200
+    # and on the dev corpus), fp32 on CPU. bf16 is offered, but its 8-bit mantissa moved embeddings by up to 0.005.
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    # Threads that fetch, decode and resize a micro-batch's photos in parallel (Pillow and the S3 client release
+    # the GIL). None = auto: 16 (at most the cores) on a CUDA worker, whose network outruns one decoding thread
+    # a hundred times over; 1 on CPU workers, whose cores already each run a pool process.
+    decode_threads: int | None = Field(default=None, ge=1)
 
 
 class GallerySettings(BaseModel):

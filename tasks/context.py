@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import registry
+from shared.accelerator import decode_threads, micro_batch_size
 from shared.db.session import make_engine, make_session_factory, session_scope
 from shared.pipeline import PhotoRecognizer
 from shared.settings import Settings, get_settings
@@ -65,17 +66,27 @@ class WorkerContext:
             if version is None:
                 raise registry.NoActiveModel("no active model version: run `landmarks model build --activate`")
             if self._recognizer is None or self._recognizer[0] != version.id:
+                rec = self.settings.recognition
                 recognizer = registry.load_recognizer(
                     version,
                     self.minio,
                     self.settings.s3.models_bucket,
                     self.settings.model_store,
-                    device=self.settings.recognition.device,
-                    threads=self.settings.recognition.worker_threads,
+                    device=rec.device,
+                    threads=rec.worker_threads,
+                    # a micro-batch is one forward pass, however many photos it holds
+                    batch_size=max(rec.batch_size, micro_batch_size(rec)),
+                    precision=rec.precision,
+                    preprocess_threads=self.decode_threads,
                 )
                 self._recognizer = (version.id, recognizer)
             self._checked_at = now
             return self._recognizer
+
+    @cached_property
+    def decode_threads(self) -> int:
+        """Threads that fetch, decode and resize a micro-batch's photos (`recognition.decode_threads`)."""
+        return decode_threads(self.settings.recognition)
 
     def reset_after_fork(self) -> None:
         """Drop connections inherited from the parent (SQLAlchemy pools must not cross fork)."""

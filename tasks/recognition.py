@@ -240,6 +240,7 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
         [refs[p] for p in ids],
         max_bytes=MAX_OBJECT_BYTES,
         max_pixels=ctx.settings.recognition.max_pixels,
+        threads=ctx.decode_threads,
     )
     for photo_id, outcome in zip(ids, outcomes, strict=True):
         if isinstance(outcome, Exception) and not isinstance(outcome, PermanentError):

@@ -83,6 +83,8 @@ class Recognizer:
         weights_path: Path | None = None,
         threads: int | None = None,
         scenes: bool = True,
+        precision: str = "auto",
+        preprocess_threads: int = 1,
     ) -> Recognizer:
         """A recognizer with the torch embedder the bundle describes (loaded lazily on first embed);
         ``scenes`` also loads the backbone's classifier for scene tags and the prior."""
@@ -97,6 +99,8 @@ class Recognizer:
             backbone_state=bundle.backbone_state,
             threads=threads,
             classifier=scenes,
+            precision=precision,
+            preprocess_threads=preprocess_threads,
         )
         return cls(bundle, embedder)
 

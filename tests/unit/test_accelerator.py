@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from shared import accelerator
-from shared.accelerator import AUTO_GPU_MICRO_BATCH, is_cuda_device, micro_batch_prefetch, micro_batch_size
+from shared.accelerator import (
+    AUTO_GPU_DECODE_THREADS,
+    AUTO_GPU_MICRO_BATCH,
+    decode_threads,
+    is_cuda_device,
+    micro_batch_prefetch,
+    micro_batch_size,
+)
 from shared.settings import RecognitionSettings, Settings
 from workers.devstack.apps import worker
 
@@ -50,6 +57,19 @@ def test_the_setting_wins_and_auto_follows_the_device() -> None:
     assert micro_batch_size(RecognitionSettings(device="cpu")) == 1
     with pytest.raises(ValueError):
         RecognitionSettings(micro_batch=0)
+
+
+def test_decode_threads_follow_the_setting_or_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decode_threads(RecognitionSettings(decode_threads=3, device="cpu")) == 3
+    assert decode_threads(RecognitionSettings(device="cpu")) == 1  # each CPU pool process decodes on its own
+    monkeypatch.setattr(accelerator.os, "cpu_count", lambda: 64)
+    assert decode_threads(RecognitionSettings(device="cuda")) == AUTO_GPU_DECODE_THREADS
+    monkeypatch.setattr(accelerator.os, "cpu_count", lambda: 4)
+    assert decode_threads(RecognitionSettings(device="cuda")) == 4  # never more threads than cores
+    with pytest.raises(ValueError):
+        RecognitionSettings(decode_threads=0)
+    with pytest.raises(ValueError):
+        RecognitionSettings(precision="int8")
 
 
 def test_prefetch_holds_two_batches_per_process_and_only_when_batching() -> None:

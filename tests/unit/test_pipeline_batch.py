@@ -7,11 +7,13 @@ and keeps its place, and each outcome says how many photos its call held.
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 
 import pytest
 from PIL import Image
 
+from shared import pipeline
 from shared.errors import PermanentError, ServiceUnavailable
 from shared.imaging import DecodedPhoto
 from shared.pipeline import FetchedPhoto, LandmarkMatch, PhotoRef, RecognitionOutcome, recognize_fetched
@@ -50,7 +52,8 @@ class SceneRecognizer(RecordingRecognizer):
         return [(matches, {"architecture": 0.7}) for matches in self.recognize_photos(photos)]
 
 
-def test_good_photos_share_one_call_and_a_bad_one_fails_alone_in_its_place() -> None:
+@pytest.mark.parametrize("threads", [1, 4])
+def test_good_photos_share_one_call_and_a_bad_one_fails_alone_in_its_place(threads: int) -> None:
     refs = [ref("a.jpg"), ref("corrupt.jpg"), ref("b.jpg"), ref("gone.jpg"), ref("c.jpg"), ref("offline.jpg")]
     refs.append(ref("odd.jpg"))
     unreachable = ServiceUnavailable("S3 server at 127.0.0.1:1 is unavailable")
@@ -66,7 +69,7 @@ def test_good_photos_share_one_call_and_a_bad_one_fails_alone_in_its_place() -> 
     ]
     recognizer = RecordingRecognizer()
 
-    results = recognize_fetched(recognizer, refs, fetched, max_pixels=10_000_000)
+    results = recognize_fetched(recognizer, refs, fetched, max_pixels=10_000_000, threads=threads)
 
     assert len(recognizer.calls) == 1 and len(recognizer.calls[0]) == 3
     assert len(results) == len(refs)
@@ -116,3 +119,35 @@ def test_a_single_photo_is_a_batch_of_one() -> None:
     assert isinstance(result, RecognitionOutcome)
     assert result.meta["batch_size"] == 1 and result.to_json()["meta"]["batch_size"] == 1
     assert result.timings_ms["recognize"] == result.timings_ms["recognize_batch"]
+
+
+def test_a_gpu_workers_batch_is_fetched_and_decoded_on_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each photo is fetched and decoded on one of the threads, answers stay in order, and a photo whose fetch
+    raised keeps its error in its place."""
+    objects = {f"users/u/{i}.jpg": jpeg((100 + i, 80), (i, 2 * i, 3 * i)) for i in range(12)}
+    fetched_on: list[str] = []
+    decoded_on: list[str] = []
+    real_decode = pipeline.decode_photo
+
+    def fetch(_client: object, photo: PhotoRef, *, max_bytes: int) -> FetchedPhoto:
+        fetched_on.append(threading.current_thread().name)
+        if photo.key.endswith("/5.jpg"):
+            raise ServiceUnavailable("S3 restarting")
+        return FetchedPhoto(objects[photo.key], 0.1)
+
+    def decode(data: bytes, **kwargs: int) -> DecodedPhoto:
+        decoded_on.append(threading.current_thread().name)
+        return real_decode(data, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fetch_photo", fetch)
+    monkeypatch.setattr(pipeline, "decode_photo", decode)
+    recognizer = RecordingRecognizer()
+    refs = [ref(f"{i}.jpg") for i in range(12)]
+
+    results = pipeline.recognize_objects(None, recognizer, refs, max_bytes=10**6, max_pixels=10**7, threads=4)  # type: ignore[arg-type]
+
+    assert len(recognizer.calls) == 1 and len(recognizer.calls[0]) == 11
+    assert isinstance(results[5], ServiceUnavailable)
+    answers = [r.matches[0].landmark for i, r in enumerate(results) if i != 5]  # type: ignore[union-attr]
+    assert answers == [f"w{100 + i}" for i in range(12) if i != 5]
+    assert len(set(fetched_on)) > 1 and all(name.startswith("decode") for name in fetched_on + decoded_on)
