@@ -8,8 +8,9 @@ and times the drain until the last photo's album write (``photos.processed_at``)
 recognizer calls: how many photos each held and how long it took.
 
 The device is the worker's (``recognition.device``, auto: CUDA when present), so the same command measures a GPU
-machine unchanged. Demo photos come in several sizes and the embedder runs one forward pass per size within a
-call; ``--uniform`` first crops them all to 1600 x 1200 (a phone's 4:3), so every call is one forward pass.
+machine unchanged (it needs PostgreSQL, Redis and SeaweedFS there too; ``bench_recognize.py`` measures the
+worker's own part without them). Demo photos come in several sizes; a GPU call letterboxes them into one forward
+pass, a CPU runs one pass per photo. ``--uniform`` first crops them all to 1600 x 1200 (a phone's 4:3).
 
 ``--quick``: 3-landmark model, N = 16. Run from the repository root:
 ``.venv/bin/python bench/bench_throughput.py [--quick] [--photos N] [--micro-batch 1 16] [--uniform]``.
