@@ -62,10 +62,30 @@ def eval_command(
             "a CPU); 0 augments afresh every epoch.",
         ),
     ] = 0,
+    holdout_landmarks: Annotated[
+        int,
+        typer.Option(
+            "--holdout-landmarks",
+            min=0,
+            help="Open set: hold this many landmarks out of the gallery; their test photos must get no album.",
+        ),
+    ] = 0,
+    holdout_seed: Annotated[int, typer.Option("--holdout-seed", help="Seed of the first held-out draw.")] = 0,
+    holdout: Annotated[
+        str | None, typer.Option("--holdout", help="Open set: hold out these landmarks (comma-separated slugs).")
+    ] = None,
+    holdout_repeats: Annotated[
+        int, typer.Option("--holdout-repeats", min=1, help="Seeded held-out splits (seed, seed+1, ...): mean, spread.")
+    ] = 1,
 ) -> None:
-    """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows."""
+    """Offline evaluation: build from the train rows, calibrate on train non-landmarks, score the test rows.
+
+    Every report also gives the open-set figures: unknown-landmark photos (held out with --holdout-landmarks or
+    --holdout, or marked "unknown landmark" in the manifest's notes) turned away, everyday photos turned away, known
+    landmarks right and wrong, and the operating curve."""
     from shared.model import Embedder, EmbedderConfig
     from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.recognition.open_set import apply_holdout, holdout_splits, summarize
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -78,6 +98,12 @@ def eval_command(
     )
     try:
         rows = read_eval_manifest(manifest, limit=limit)
+        named = [slug.strip() for slug in (holdout or "").split(",") if slug.strip()]
+        splits = holdout_splits(
+            rows, landmarks=named, count=holdout_landmarks, seed=holdout_seed, repeats=holdout_repeats
+        )
+        for held in splits:
+            apply_holdout(rows, held)  # refuses unknown slugs before anything is embedded
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -99,24 +125,8 @@ def eval_command(
 
         check_options(loss, mode)
     console = _console()
-    if train and mode == "finetune":  # tuned features: embedded inside, never from the cache
-        from workers.cli_train import run_eval_finetune
-
-        report = run_eval_finetune(
-            rows,
-            embedder,
-            options,
-            loss=loss,
-            epochs=epochs,
-            blocks=blocks,
-            finetune_epochs=finetune_epochs,
-            cached_views=cached_views,
-            min_side=min_side,
-            max_pixels=rec.max_pixels,
-            device=rec.device,
-            weights_path=rec.weights_path,
-        )
-    else:
+    embedded = None
+    if not (train and mode == "finetune"):  # tuned features are embedded inside, never from the cache
         cache = None if no_cache else settings.state_dir / "embeddings" / config.key()
         with console.status("embedding photos") as status:
             embedded = embed_rows(
@@ -128,13 +138,41 @@ def eval_command(
                 batch_size=rec.batch_size,
                 progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
             )
-        if train:  # training lives in workers.cli_train / shared.training
+    reports = []
+    for held in splits:
+        split_rows, kept = apply_holdout(rows, held)
+        if embedded is None:
+            from workers.cli_train import run_eval_finetune
+
+            report = run_eval_finetune(
+                split_rows,
+                embedder,
+                options,
+                loss=loss,
+                epochs=epochs,
+                blocks=blocks,
+                finetune_epochs=finetune_epochs,
+                cached_views=cached_views,
+                min_side=min_side,
+                max_pixels=rec.max_pixels,
+                device=rec.device,
+                weights_path=rec.weights_path,
+            )
+        elif train:  # training lives in workers.cli_train / shared.training
             from workers.cli_train import run_eval_train
 
-            report = run_eval_train(rows, embedded, embedder.describe(), options, loss=loss, epochs=epochs)
+            split_embedded = embedded.subset(kept)
+            report = run_eval_train(split_rows, split_embedded, embedder.describe(), options, loss=loss, epochs=epochs)
         else:
-            report = evaluate_embeddings(rows, embedded, embedder.describe(), options, save_to=save_bundle_dir)
-    _print_report(console, report)
+            save_to = save_bundle_dir if len(splits) == 1 else None
+            split_embedded = embedded.subset(kept)
+            report = evaluate_embeddings(split_rows, split_embedded, embedder.describe(), options, save_to=save_to)
+        report["held_out"] = list(held)
+        reports.append(report)
+        _print_report(console, report)
+    if len(reports) > 1:
+        report = {"splits": reports, "open_set": summarize([r["open_set"] for r in reports])}
+        _print_open_set_summary(console, report["open_set"], [r["held_out"] for r in reports])
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2, default=str))
@@ -174,6 +212,22 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
         table.add_row(f"count.{key}", _fmt(value))
     for key, value in report.get("finetune", {}).get("without_head", {}).items():
         table.add_row(f"tuned features, no head: {key}", _fmt(value))
+    if report.get("held_out"):
+        table.add_row("open_set.held_out", ", ".join(report["held_out"]))
+    for key, value in report.get("open_set", {}).items():
+        if isinstance(value, dict):
+            table.add_row(f"open_set.{key}", ", ".join(f"{k} {v}" for k, v in value.items()))
+        else:
+            table.add_row(f"open_set.{key}", _fmt(value))
+    console.print(table)
+
+
+def _print_open_set_summary(console: Console, summary: dict[str, Any], held: list[list[str]]) -> None:
+    table = Table(title=f"open set over {summary['splits']} splits (held out: {'; '.join(', '.join(h) for h in held)})")
+    for col in ("metric", "mean", "min", "max"):
+        table.add_column(col, justify="right")
+    for key, mean in summary["mean"].items():
+        table.add_row(key, _fmt(mean), _fmt(summary["min"][key]), _fmt(summary["max"][key]))
     console.print(table)
 
 

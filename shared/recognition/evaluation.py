@@ -23,10 +23,13 @@ from shared.index import l2_normalize
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle
 from shared.recognition.decision import DecisionParams
+from shared.recognition.open_set import open_set_metrics
 from shared.recognition.recognizer import EmbedsImages, Recognizer
 from shared.recognition.row_cache import RowCache
 
 REQUIRED_COLUMNS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
+# A non-landmark row whose (optional) ``notes`` column says this shows a landmark the gallery does not know.
+UNKNOWN_LANDMARK_NOTE = "unknown landmark"
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,17 @@ class EvalRow:
     lat: float | None
     lon: float | None
     split: str  # train | test
+    notes: str = ""
+    held_out: str | None = None  # a landmark held out of the gallery (shared.recognition.open_set): unknown
 
     @property
     def is_landmark(self) -> bool:
         return self.kind == "landmark"
+
+    @property
+    def is_unknown_landmark(self) -> bool:
+        """A landmark the gallery does not know: held out, or so marked in the manifest's notes."""
+        return not self.is_landmark and (self.held_out is not None or UNKNOWN_LANDMARK_NOTE in self.notes.lower())
 
 
 def _float(text: str) -> float | None:
@@ -73,6 +83,7 @@ def read_eval_manifest(csv_path: Path, *, limit: int | None = None) -> list[Eval
                 lat=_float(r["lat"]),
                 lon=_float(r["lon"]),
                 split=r["split"].strip(),
+                notes=r.get("notes") or "",
             )
             for r in reader
         ]
@@ -106,6 +117,13 @@ class EmbeddedRows:
     embed_s: float = 0.0
     failed: list[str] = field(default_factory=list)
     timing: dict[str, Any] = field(default_factory=dict)  # per-photo ms: this run's, else the cached run's
+
+    def subset(self, indices: Sequence[int]) -> EmbeddedRows:
+        """The rows at ``indices`` (e.g. without a held-out landmark's train rows), timings kept."""
+        picked = list(indices)
+        return dataclasses.replace(
+            self, embeddings=self.embeddings[picked], gps=[self.gps[i] for i in picked], failed=list(self.failed)
+        )
 
     def per_photo_ms(self) -> dict[str, Any]:
         if self.embedded:
@@ -280,6 +298,9 @@ def evaluate_embeddings(
     predicted = [recognizer.slug(r.landmark_id) for r in results]
     test_rows = [rows[i] for i in test]
     report = metrics_for(test_rows, predicted)
+    report["open_set"] = open_set_metrics(
+        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}
+    )
     timing = embedded.per_photo_ms()
     per_photo_ms = timing["decode"] + timing["embed"] if timing else None
     report.update(

@@ -15,6 +15,7 @@ import numpy as np
 
 from shared.recognition.decision import DecisionParams
 from shared.recognition.evaluation import EmbeddedRows, EvalOptions, EvalRow, landmarks_from_rows, metrics_for
+from shared.recognition.open_set import open_set_metrics
 from shared.recognition.recognizer import Recognizer
 from shared.training.crossfit import IndexOptions
 from shared.training.curriculum import region_of
@@ -90,9 +91,14 @@ def train_and_evaluate(
     emb = project(trained.head_state, embedded.embeddings[test])
     recognizer = Recognizer(trained.bundle, _NoEmbedder())
     gps = [embedded.gps[i] if options.use_gps else None for i in test]
-    predicted = gated_predictions(recognizer, emb, gps)
+    results = recognizer.decide(emb, gps)  # the bundle's presence gate is part of the decision, as in workers
+    predicted = [recognizer.slug(r.landmark_id) for r in results]
     test_rows = [rows[i] for i in test]
     report = metrics_for(test_rows, predicted)
+    bundle = trained.bundle
+    report["open_set"] = open_set_metrics(
+        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}
+    )
     report.update(
         {
             "thresholds": trained.bundle.thresholds.to_dict(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,40 +10,14 @@ from typer.testing import CliRunner
 
 from shared.recognition.evaluation import read_eval_manifest
 from shared.training.evaluate_finetune import tuning_set
-from workers.devstack.testing import drawn_photo
+from workers.devstack.testing import drawn_manifest
 
 LANDMARKS = {"red-square": 0, "blue-disc": 1}  # slug -> drawn_photo kind; anything else draws no landmark
 
 
 def tiny_manifest(folder: Path) -> Path:
     """2 landmarks x (6 train + 2 test) photos, 6 train + 2 test non-landmark photos."""
-    rows = []
-    seed = 0
-    for kind, split, n in [(k, s, n) for k in (*LANDMARKS, "none") for s, n in (("train", 6), ("test", 2))]:
-        for _ in range(n):
-            seed += 1
-            name = f"{kind}-{seed}.jpg"
-            drawn_photo(LANDMARKS.get(kind, 3), seed).save(folder / name, "JPEG")
-            is_landmark = kind != "none"
-            rows.append(
-                {
-                    "path": name,
-                    "kind": "landmark" if is_landmark else "non_landmark",
-                    "landmark_id": kind if is_landmark else "",
-                    "landmark_name": kind if is_landmark else "",
-                    "city": "Rome" if is_landmark else "",
-                    "country": "Italy" if is_landmark else "",
-                    "lat": "",
-                    "lon": "",
-                    "split": split,
-                }
-            )
-    manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return drawn_manifest(folder, LANDMARKS)
 
 
 def test_the_backbone_is_tuned_on_train_landmark_photos_only(tmp_path: Path) -> None:

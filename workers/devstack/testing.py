@@ -504,3 +504,36 @@ def drawn_photo(kind: int, seed: int) -> Any:
     elif kind == 2:
         d.polygon([(48, 5), (10, 66), (86, 66)], fill=(40, 160, 40))
     return im
+
+
+def drawn_manifest(folder: Path, landmarks: Mapping[str, int], *, train: int = 6, test: int = 2) -> Path:
+    """An evaluation manifest of :func:`drawn_photo` photos in ``folder``: per landmark (slug -> drawn kind) and for
+    the non-landmarks, ``train`` train and ``test`` test photos, each seed drawn once."""
+    import csv
+
+    rows = []
+    seed = 0
+    for slug, split, n in [(s, split, n) for s in (*landmarks, "") for split, n in (("train", train), ("test", test))]:
+        for _ in range(n):
+            seed += 1
+            name = f"{slug or 'none'}-{seed}.jpg"
+            drawn_photo(landmarks.get(slug, 3), seed).save(folder / name, "JPEG")
+            rows.append(
+                {
+                    "path": name,
+                    "kind": "landmark" if slug else "non_landmark",
+                    "landmark_id": slug,
+                    "landmark_name": slug,
+                    "city": "Rome" if slug else "",
+                    "country": "Italy" if slug else "",
+                    "lat": "",
+                    "lon": "",
+                    "split": split,
+                }
+            )
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
