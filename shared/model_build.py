@@ -123,9 +123,11 @@ def build_model(
     min_side: int,
     activate: bool = False,
     rejection: float = 0.99,
+    unknown_rejection: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ModelVersion:
-    """Embed the gallery, build and publish a bundle, register it (and activate it when asked)."""
+    """Embed the gallery, build and publish a bundle, register it (and activate it when asked); with
+    ``unknown_rejection`` the bundle's open-set score is calibrated on landmarks left out of the gallery."""
     with session_scope(factory) as session:
         snap = gallery_snapshot(session)
     if not snap.landmarks:
@@ -153,6 +155,7 @@ def build_model(
         version=version,
         model=embedder.describe(),
         rejection=rejection,
+        unknown_rejection=unknown_rejection,
         metrics=metrics,
     )
     return publish_bundle(
@@ -170,6 +173,7 @@ def bundle_from_gallery(
     model: dict[str, Any],
     rejection: float,
     metrics: dict[str, Any],
+    unknown_rejection: float | None = None,
 ) -> Bundle:
     """The untrained decision's bundle from embeddings of the gallery photos (``gallery_ok``: their indices in
     ``snap.photos``) and of the negatives: centroids, references (the hand-picked ones when every landmark has
@@ -188,6 +192,7 @@ def bundle_from_gallery(
         references=gallery[is_ref] if is_ref.any() else None,
         reference_landmarks=gallery_landmarks[is_ref] if is_ref.any() else None,
         rejection=rejection,
+        unknown_rejection=unknown_rejection,
         metrics=metrics,
     )
 

@@ -57,6 +57,9 @@ class RecognitionSettings(BaseModel):
     worker_threads: int = 1
     weights_path: Path | None = None  # resnet50 / wide_resnet50_2 weights supplied by the operator
     non_landmark_rejection: float = 0.99
+    # Share of unknown-landmark stand-ins (each gallery landmark decided without itself) the open-set score turns
+    # away, calibrated when a model is built (shared/recognition/open_set.py); None switches it off.
+    unknown_rejection: float | None = Field(default=0.9, gt=0, lt=1)
     geo_radius_km: float = 1.0
     top_k: int = 1
     min_cluster_size: int = 0  # 0: scale to the gallery size

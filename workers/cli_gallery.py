@@ -207,6 +207,7 @@ def model_build(
             min_side=int(config.image_size * max(config.scales)),
             activate=activate,
             rejection=rec.non_landmark_rejection,
+            unknown_rejection=rec.unknown_rejection,
             progress=lambda n: progress.advance(task, n),
         )
     console.print(f"built model version [bold]{row.version}[/] ({row.status.value}): {json.dumps(row.metrics)}")

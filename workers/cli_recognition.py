@@ -74,6 +74,15 @@ def eval_command(
     holdout: Annotated[
         str | None, typer.Option("--holdout", help="Open set: hold out these landmarks (comma-separated slugs).")
     ] = None,
+    unknown_rejection: Annotated[
+        float | None,
+        typer.Option(
+            "--unknown-rejection",
+            min=0.0,
+            max=0.999,
+            help="Share of left-out-landmark stand-ins the open-set score turns away (default: settings; 0: off).",
+        ),
+    ] = None,
     holdout_repeats: Annotated[
         int, typer.Option("--holdout-repeats", min=1, help="Seeded held-out splits (seed, seed+1, ...): mean, spread.")
     ] = 1,
@@ -85,7 +94,7 @@ def eval_command(
     landmarks right and wrong, and the operating curve."""
     from shared.model import Embedder, EmbedderConfig
     from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
-    from shared.recognition.open_set import apply_holdout, holdout_splits, summarize
+    from shared.recognition.open_set_eval import apply_holdout, holdout_splits, summarize
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -119,6 +128,7 @@ def eval_command(
         shortlist=shortlist,
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
+        unknown_rejection=(rec.unknown_rejection if unknown_rejection is None else unknown_rejection) or None,
     )
     if train:
         from workers.cli_train import check_options

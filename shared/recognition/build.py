@@ -29,6 +29,7 @@ from shared.index import LandmarkIndex, build_centroids, l2_normalize
 from shared.recognition.bundle import Bundle, LandmarkInfo
 from shared.recognition.calibration import calibrate_threshold, wrong_answer_margin
 from shared.recognition.decision import DecisionParams, Thresholds
+from shared.recognition.open_set import fit_open_set
 
 SELF_MATCH = 1.0 - 1e-5  # a reference this similar to the query is the query itself (leave-one-out)
 
@@ -43,6 +44,7 @@ class CandidateScores:
     second: np.ndarray  # runner-up's verification score
     landmark_ids: np.ndarray  # columns of ``all_verification``
     all_verification: np.ndarray  # N x L verification score against every landmark
+    runner_ids: np.ndarray  # the runner-up landmark within the shortlist (-1: none)
 
     @property
     def margin(self) -> np.ndarray:
@@ -63,7 +65,7 @@ def candidate_scores(
     x = l2_normalize(embeddings)
     ref_ids = set(np.unique(references.labels).tolist())
     cent_ids = np.unique(centroids.labels)
-    parts: list[list[np.ndarray]] = [[], [], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], [], [], []]
     m = max(params.shortlist, params.top_k, 2)
     for start in range(0, len(x), chunk):
         q = x[start : start + chunk]
@@ -90,10 +92,21 @@ def candidate_scores(
         parts[2].append(vs[rows, order[:, 0]])
         parts[3].append(vs[rows, order[:, 1]] if vs.shape[1] > 1 else np.full(len(q), -np.inf))
         parts[4].append(ver)
+        if vs.shape[1] > 1:
+            runner = cent_ids[short[rows, order[:, 1]]]
+            parts[5].append(np.where(np.isfinite(vs[rows, order[:, 1]]), runner, -1))
+        else:
+            parts[5].append(np.full(len(q), -1))
     if not parts[0]:
         empty = np.zeros(0, np.float32)
         return CandidateScores(
-            np.zeros(0, np.int64), empty, empty, empty, cent_ids, np.zeros((0, len(cent_ids)), np.float32)
+            np.zeros(0, np.int64),
+            empty,
+            empty,
+            empty,
+            cent_ids,
+            np.zeros((0, len(cent_ids)), np.float32),
+            np.zeros(0, np.int64),
         )
     return CandidateScores(
         np.concatenate(parts[0]).astype(np.int64),
@@ -102,6 +115,7 @@ def candidate_scores(
         np.concatenate(parts[3]).astype(np.float32),
         cent_ids.astype(np.int64),
         np.concatenate(parts[4]).astype(np.float32),
+        np.concatenate(parts[5]).astype(np.int64),
     )
 
 
@@ -195,8 +209,11 @@ def build_bundle_from_embeddings(
     decision: DecisionParams | None = None,
     head_state: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    unknown_rejection: float | None = None,
 ) -> Bundle:
-    """Cluster the gallery into centroids, choose references, calibrate thresholds on non-landmarks."""
+    """Cluster the gallery into centroids, choose references, calibrate thresholds on non-landmarks; with
+    ``unknown_rejection``, also the open-set score on landmarks left out of the gallery (that share of them is
+    turned away; :mod:`shared.recognition.open_set`)."""
     decision = decision or DecisionParams()
     gallery = l2_normalize(gallery)
     gallery_landmarks = np.asarray(gallery_landmarks, dtype=np.int64)
@@ -224,6 +241,20 @@ def build_bundle_from_embeddings(
         geo_rejection=geo_rejection,
         margin_share=margin_share,
     )
+    open_set = None
+    if unknown_rejection:
+        open_set = fit_open_set(
+            gallery,
+            gallery_landmarks,
+            LandmarkIndex(centroids, centroid_landmarks),
+            LandmarkIndex(references, reference_landmarks),
+            l2_normalize(non_landmarks),
+            decision,
+            unknown_rejection=unknown_rejection,
+        )
+    metrics = dict(metrics or {})
+    if open_set is not None:  # flat, so `landmarks status` and `model list` show them
+        metrics.update({f"open_set_{k}": v for k, v in open_set.metrics.items() if k != "folds"})
     return Bundle(
         version=version,
         model=model,
@@ -234,6 +265,7 @@ def build_bundle_from_embeddings(
         references=references,
         reference_landmarks=reference_landmarks,
         decision=decision,
-        metrics=metrics or {},
+        metrics=metrics,
         head_state=head_state,
+        open_set=open_set,
     )

@@ -8,6 +8,8 @@
     head.pt                    optional head state dict (written via shared.model)
     backbone.pt                optional fine-tuned backbone tensors: only the tuned ones (last blocks, GeM's p),
                                keyed as in ``RetrievalNet``'s state dict; loaded over the packaged ImageNet weights
+    reference_density.npy      with an open-set score (manifest "open_set"): R float32, each reference's density
+    negative_bank.npy          with an open-set score: M x D float32 known non-landmarks
 
 Object storage is the source of truth (``<bucket>/<version>/<file>``); a local folder is the cache. Every file is
 listed in the manifest with its sha256 and refused when it does not match. Bundle I/O needs no torch unless the
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.recognition.decision import DecisionParams, Thresholds
+from shared.recognition.open_set import OpenSetModel
 from shared.scenes.tagger import SceneConfig
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ MANIFEST = "manifest.json"
 HEAD_FILE = "head.pt"
 BACKBONE_FILE = "backbone.pt"
 ARRAYS = ("centroids", "centroid_landmarks", "references", "reference_landmarks")
+REFERENCE_DENSITY = "reference_density"  # with an open-set score: R float32, aligned with the references
+NEGATIVE_BANK = "negative_bank"  # with an open-set score: M x D float32 known non-landmarks
 FORMAT_VERSION = 1
 
 
@@ -71,6 +76,7 @@ class Bundle:
     head_state: dict[str, Any] | None = None
     backbone_state: dict[str, Any] | None = None  # tuned backbone/pooling tensors (``finetune`` mode) or None
     scenes: SceneConfig = field(default_factory=SceneConfig)  # scene tag threshold and landmark prior
+    open_set: OpenSetModel | None = None  # unknown-landmark score and threshold (shared.recognition.open_set)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -109,6 +115,9 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             "references": np.asarray(bundle.references, dtype=np.float32),
             "reference_landmarks": np.asarray(bundle.reference_landmarks, dtype=np.int64),
         }
+        if bundle.open_set is not None:
+            arrays[REFERENCE_DENSITY] = np.asarray(bundle.open_set.reference_density, dtype=np.float32)
+            arrays[NEGATIVE_BANK] = np.asarray(bundle.open_set.negatives, dtype=np.float32)
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         if bundle.head_state or bundle.backbone_state:
@@ -132,6 +141,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             "landmarks": [asdict(lm) for lm in bundle.landmarks],
             "files": files,
         }
+        if bundle.open_set is not None:
+            manifest["open_set"] = bundle.open_set.to_dict()
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
         os.replace(tmp, folder)
     except BaseException:
@@ -179,6 +190,20 @@ def load_bundle(folder: Path) -> Bundle:
     files = manifest["files"]
     if manifest["model"].get("finetune") and BACKBONE_FILE not in files:
         raise BundleIntegrityError(f"{folder} holds a fine-tuned model but its manifest lists no {BACKBONE_FILE}")
+    open_set = None
+    if "open_set" in manifest:
+        names = (f"{REFERENCE_DENSITY}.npy", f"{NEGATIVE_BANK}.npy")
+        if any(name not in files for name in names):
+            raise BundleIntegrityError(f"{folder} has an open-set score but its manifest lists no {' or '.join(names)}")
+        density, negatives = (np.load(folder / name, allow_pickle=False) for name in names)
+        if len(density) != len(arrays["references"]):
+            raise BundleIntegrityError(
+                f"{folder}: {len(density)} reference densities for {len(arrays['references'])} references"
+            )
+        try:
+            open_set = OpenSetModel.from_dict(manifest["open_set"], density, negatives)
+        except (KeyError, ValueError) as exc:
+            raise BundleIntegrityError(f"{folder}: open-set score unreadable: {exc}") from exc
     head_state = backbone_state = None
     if HEAD_FILE in files or BACKBONE_FILE in files:
         from shared.model.weights_io import load_state
@@ -196,6 +221,7 @@ def load_bundle(folder: Path) -> Bundle:
         backbone_state=backbone_state,
         scenes=SceneConfig.from_dict(manifest.get("scenes")),
         created_at=manifest["created_at"],
+        open_set=open_set,
         **arrays,
     )
 

@@ -14,7 +14,11 @@ centroid score (location is strong evidence). Without GPS:
    above the gate's calibrated threshold: the Kaggle teams' separate "is there a landmark at all?" model, which
    vetoes acceptances of everyday photos that happen to resemble a landmark. The GPS path is never vetoed
    (location is evidence the gate does not see). A vetoed photo gets the plain "none" result, marked
-   ``gate_vetoed`` (not stored: the database knows only the method "none").
+   ``gate_vetoed`` (not stored: the database knows only the method "none");
+5. when the model has an open-set score (``Bundle.open_set``, calibrated on landmarks left out of the gallery),
+   it must be above its threshold: the photo must look like the landmark it matched rather than like a landmark
+   the gallery does not know (:mod:`shared.recognition.open_set`). Again never on the GPS path; a vetoed photo
+   is marked ``open_set_vetoed``.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class RecognitionResult:
     matches: tuple[Match, ...] = field(default_factory=tuple)
     gate_logit: float | None = None  # the presence gate's log-odds, when the model has a gate
     gate_vetoed: bool = False  # the rule accepted a landmark but the presence gate said "no landmark"
+    open_set_score: float | None = None  # the open-set score of an acceptance, when the model has one
+    open_set_features: dict[str, float] | None = None  # what that score was made of
+    open_set_vetoed: bool = False  # the rule accepted a landmark but it looked like one the gallery does not know
+    second: tuple[int, float] | None = None  # turned away: the runner-up behind the best rejected candidate
 
     @property
     def recognized(self) -> bool:
@@ -153,6 +161,31 @@ def apply_gate(result: RecognitionResult, gate_logit: float, threshold: float) -
     )
 
 
+def apply_open_set(
+    result: RecognitionResult, score: float, threshold: float, features: dict[str, float]
+) -> RecognitionResult:
+    """Step 5 of the rule: a non-GPS acceptance whose open-set score is not above ``threshold`` becomes "none"
+    (the photo looks like a landmark the gallery does not know, :mod:`shared.recognition.open_set`)."""
+    value = float(score)
+    if result.method == METHOD_GEO:
+        return result
+    if not result.recognized or value > threshold:  # a turned-away photo keeps its score for explanations
+        return replace(result, open_set_score=value, open_set_features=features)
+    assert result.landmark_id is not None
+    return RecognitionResult(
+        None,
+        result.score,
+        METHOD_NONE,
+        result.model_version,
+        runner_up=(result.landmark_id, result.score),
+        gate_logit=result.gate_logit,
+        open_set_score=value,
+        open_set_features=features,
+        open_set_vetoed=True,
+        second=result.runner_up,
+    )
+
+
 @dataclass(frozen=True)
 class LandmarkGeo:
     """Landmark ids with coordinates aligned (NaN where unknown)."""
@@ -190,7 +223,7 @@ def decide(
     second = runner_up[1] if runner_up else float("-inf")
     gate = shortlist[0][1] > thresholds.global_score
     if not (gate and best > thresholds.verification_for(best_id) and best - second > thresholds.margin):
-        return RecognitionResult(None, best, METHOD_NONE, model_version, runner_up=(best_id, best))
+        return RecognitionResult(None, best, METHOD_NONE, model_version, runner_up=(best_id, best), second=runner_up)
     centroid_score = dict(shortlist)
     matches = [Match(best_id, best, METHOD_VERIFIED, best)] + [
         Match(lid, v, METHOD_VERIFIED, v)

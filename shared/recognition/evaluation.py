@@ -23,7 +23,7 @@ from shared.index import l2_normalize
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle
 from shared.recognition.decision import DecisionParams
-from shared.recognition.open_set import open_set_metrics
+from shared.recognition.open_set_eval import open_set_metrics
 from shared.recognition.recognizer import EmbedsImages, Recognizer
 from shared.recognition.row_cache import RowCache
 
@@ -44,7 +44,7 @@ class EvalRow:
     lon: float | None
     split: str  # train | test
     notes: str = ""
-    held_out: str | None = None  # a landmark held out of the gallery (shared.recognition.open_set): unknown
+    held_out: str | None = None  # a landmark held out of the gallery (shared.recognition.open_set_eval): unknown
 
     @property
     def is_landmark(self) -> bool:
@@ -238,6 +238,7 @@ class EvalOptions:
     verification_k: int = 3
     geo_radius_km: float = 1.0
     top_k: int = 1
+    unknown_rejection: float | None = None  # calibrate the open-set score on left-out landmarks (None: off)
 
 
 def build_eval_bundle(
@@ -265,6 +266,7 @@ def build_eval_bundle(
         global_rejection=options.global_rejection,
         geo_rejection=options.geo_rejection,
         margin_share=options.margin_share,
+        unknown_rejection=options.unknown_rejection,
         decision=DecisionParams(
             geo_radius_km=options.geo_radius_km,
             top_k=options.top_k,
@@ -299,7 +301,7 @@ def evaluate_embeddings(
     test_rows = [rows[i] for i in test]
     report = metrics_for(test_rows, predicted)
     report["open_set"] = open_set_metrics(
-        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}
+        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}, bundle.open_set
     )
     timing = embedded.per_photo_ms()
     per_photo_ms = timing["decode"] + timing["embed"] if timing else None

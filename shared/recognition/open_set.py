@@ -1,187 +1,264 @@
-"""The open-set evaluation protocol: landmarks the gallery does not know, and what the decision does with them.
+"""The open-set score: does a photo show the landmark it matched, or a landmark the gallery does not know?
 
-A real gallery covers a small share of the world's landmarks, so most landmark-like uploads show a place it does
-not know, and they must get no album. The protocol makes such photos from a labelled corpus: ``K`` landmarks are
-held out (:func:`choose_holdout`), their train rows leave the gallery entirely and their test rows become
-unknown-landmark photos (:func:`apply_holdout`), beside any row the manifest's ``notes`` marks "unknown
-landmark". :func:`open_set_metrics` then reports, apart from everyday non-landmarks:
+The thresholds of :mod:`shared.recognition.build` are calibrated on everyday non-landmark photos, which look
+nothing like a church or a castle the operator never imported; such photos matched a known look-alike well above
+those thresholds. This score is calibrated on **unknown-landmark stand-ins made from the gallery itself**: each
+landmark's gallery photos are decided against a gallery without that landmark (leave-landmarks-out, in folds
+when there are many landmarks), which is exactly what an unknown landmark meets. A small logistic regression
+(Mail.ru's and the Kaggle winners' cues, all cheap at decision time) separates them from the gallery's own photos
+decided leave-one-out, and its threshold turns away ``unknown_rejection`` of the stand-ins.
 
-- ``unknown_landmark_rejection``: unknown-landmark photos given no album;
-- ``everyday_rejection``: the other non-landmark photos given no album;
-- ``known_accuracy`` / ``known_wrong``: the known landmarks' photos given the right / a wrong album;
-- an operating curve: known accuracy if the acceptance bar were raised until 90 / 95 / 99 % of the unknown
-  photos are turned away, and the AUROC of the acceptance slack (the decision's score minus the threshold it
-  had to pass) between correctly matched known photos and unknown ones. The curve places the bar on the test
-  photos themselves: it shows how separable they are, not what a calibrated model achieves.
+Features of a photo's best candidate (the landmark the decision would pick) and its runner-up:
 
-:func:`summarize` gives the mean and the spread over several seeded splits.
+- ``score``: the verification score, the mean similarity to the candidate's ``k`` most similar references;
+- ``margin``: the score minus the runner-up's;
+- ``density_score``: the same mean, each reference's similarity less how similar that reference is to its own
+  ``k`` nearest sibling references (a reference in a tight cluster of near-duplicate views asks for more);
+- ``density_margin``: the density score minus the runner-up's;
+- ``above_negatives``: the score minus the mean similarity to the ``k`` closest known non-landmark photos (the
+  GLR 2020 winners' penalty for looking like a non-landmark).
+
+Everything is numpy: the decision needs no torch. ``landmarks recognize --json`` shows each feature, the score
+and the threshold.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 
-from shared.recognition.decision import METHOD_GEO, RecognitionResult, Thresholds
+from shared.index import LandmarkIndex
+from shared.recognition.calibration import calibrate_threshold
 
-if TYPE_CHECKING:
-    from shared.recognition.evaluation import EvalRow
-
-CURVE_REJECTIONS = (0.90, 0.95, 0.99)
-SUMMARY_KEYS = (
-    "unknown_landmark_rejection",
-    "everyday_rejection",
-    "known_accuracy",
-    "known_wrong",
-    "known_wrong_share",
-    "auroc",
-    *(f"known_accuracy_at_{round(100 * r)}" for r in CURVE_REJECTIONS),
-)
+FEATURES = ("score", "margin", "density_score", "density_margin", "above_negatives")
+NEGATIVE_BANK_MAX = 2000  # known non-landmarks kept for ``above_negatives`` (a few MB; < 1 ms per photo)
+LEAVE_ONE_OUT_LANDMARKS = 20  # up to this many landmarks, stand-ins leave one landmark out at a time; else folds
+STAND_IN_FOLDS = 5
+NO_RUNNER_UP = -1.0  # a gallery of one landmark: the runner-up is as unlike as a cosine gets
+SELF_MATCH = 1.0 - 1e-5  # a reference this similar to the query is the query itself (leave-one-out)
 
 
-def landmark_slugs(rows: Sequence[EvalRow]) -> list[str]:
-    return sorted({r.landmark for r in rows if r.landmark})
+@dataclass(frozen=True, eq=False)
+class OpenSetModel:
+    """What a bundle carries to score unknown landmarks: the combiner, its threshold, each reference's density
+    and a bank of known non-landmark embeddings. A photo passes when its score is strictly above ``threshold``."""
+
+    weights: np.ndarray  # len(FEATURES), on standardised features
+    bias: float
+    mean: np.ndarray
+    std: np.ndarray
+    threshold: float
+    k: int
+    reference_density: np.ndarray  # R float32, aligned with the bundle's references
+    negatives: np.ndarray  # M x D float32
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.std
+        return (z @ self.weights + self.bias).astype(np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON part (arrays of references' length live in files of the bundle)."""
+        return {
+            "features": list(FEATURES),
+            "weights": [float(w) for w in self.weights],
+            "bias": float(self.bias),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "threshold": float(self.threshold),
+            "k": int(self.k),
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], reference_density: np.ndarray, negatives: np.ndarray) -> OpenSetModel:
+        if list(data.get("features", [])) != list(FEATURES):
+            raise ValueError(f"open-set features {data.get('features')} are not this version's {list(FEATURES)}")
+        return cls(
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            std=np.asarray(data["std"], dtype=np.float64),
+            threshold=float(data["threshold"]),
+            k=int(data["k"]),
+            reference_density=np.asarray(reference_density, dtype=np.float32),
+            negatives=np.asarray(negatives, dtype=np.float32),
+            metrics=dict(data.get("metrics") or {}),
+        )
 
 
-def choose_holdout(rows: Sequence[EvalRow], count: int, seed: int) -> tuple[str, ...]:
-    """``count`` landmarks drawn with ``seed`` (the same rows and seed always give the same ones)."""
-    slugs = landmark_slugs(rows)
-    if not 0 < count < len(slugs):
-        raise ValueError(f"can hold out 1 to {len(slugs) - 1} of {len(slugs)} landmarks, not {count}")
-    picked = np.random.default_rng(seed).choice(len(slugs), size=count, replace=False)
-    return tuple(sorted(slugs[i] for i in picked))
+class OpenSetFeatures:
+    """Computes :data:`FEATURES` for photos and their (best, runner-up) candidates against one set of references."""
+
+    def __init__(self, references: LandmarkIndex, density: np.ndarray, negatives: np.ndarray, k: int) -> None:
+        self.vectors = references.vectors
+        self.density = np.asarray(density, dtype=np.float32)
+        self.negatives = np.asarray(negatives, dtype=np.float32)
+        self.k = max(1, k)
+        self.rows: dict[int, np.ndarray] = {}
+        for lid in np.unique(references.labels):
+            self.rows[int(lid)] = np.flatnonzero(references.labels == lid)
+
+    def compute(
+        self,
+        embeddings: np.ndarray,
+        best: Sequence[int] | np.ndarray,
+        runner_up: Sequence[int | None],
+        *,
+        leave_one_out: bool = False,
+    ) -> np.ndarray:
+        """N x len(FEATURES). ``leave_one_out``: ignore references identical to the photo (gallery photos)."""
+        x = np.asarray(embeddings, dtype=np.float32)
+        sims = x @ self.vectors.T
+        if leave_one_out:
+            sims[sims >= SELF_MATCH] = -np.inf
+        neg = x @ self.negatives.T if len(self.negatives) else np.zeros((len(x), 1), np.float32)
+        kn = min(self.k, neg.shape[1])
+        near_negatives = np.partition(neg, neg.shape[1] - kn, axis=1)[:, -kn:].mean(axis=1)
+        out = np.zeros((len(x), len(FEATURES)), dtype=np.float64)
+        for i, (b, r) in enumerate(zip(best, runner_up, strict=True)):
+            v1, d1 = self._vote(sims[i], int(b))
+            v2, d2 = self._vote(sims[i], int(r)) if r is not None else (NO_RUNNER_UP, NO_RUNNER_UP - 1.0)
+            out[i] = (v1, v1 - v2, d1, d1 - d2, v1 - near_negatives[i])
+        return out
+
+    def _vote(self, sims: np.ndarray, landmark: int) -> tuple[float, float]:
+        """The landmark's verification score (mean of its ``k`` most similar references) and its density score."""
+        rows = self.rows.get(landmark, np.zeros(0, np.int64))
+        rows = rows[np.isfinite(sims[rows])]
+        if not len(rows):
+            return NO_RUNNER_UP, NO_RUNNER_UP - 1.0
+        s = sims[rows]
+        k = min(self.k, len(rows))
+        top = np.argpartition(-s, k - 1)[:k]
+        return float(s[top].mean()), float((s[top] - self.density[rows[top]]).mean())
 
 
-def holdout_splits(
-    rows: Sequence[EvalRow], *, landmarks: Sequence[str] = (), count: int = 0, seed: int = 0, repeats: int = 1
-) -> list[tuple[str, ...]]:
-    """The held-out landmarks of each split: the named ones (one split), or ``count`` drawn with seeds ``seed``,
-    ``seed + 1``, ... for ``repeats`` splits; ``[()]`` (one split, nothing held out) when neither is asked."""
-    if landmarks:
-        return [tuple(sorted(set(landmarks)))]
-    if count:
-        return [choose_holdout(rows, count, seed + i) for i in range(max(1, repeats))]
-    return [()]
-
-
-def apply_holdout(rows: Sequence[EvalRow], held: Sequence[str]) -> tuple[list[EvalRow], list[int]]:
-    """The rows without the held-out landmarks' train rows, their test rows turned into unknown-landmark photos
-    (non-landmark rows that remember the landmark), and the kept rows' indices in ``rows``."""
-    held_set = set(held)
-    unknown = held_set - set(landmark_slugs(rows))
-    if unknown:
-        raise ValueError(f"not landmarks of this manifest: {', '.join(sorted(unknown))}")
-    out: list[EvalRow] = []
-    kept: list[int] = []
-    for i, row in enumerate(rows):
-        if row.landmark in held_set:
-            if row.split == "train":
-                continue
-            row = dataclasses.replace(row, kind="non_landmark", landmark=None, held_out=row.landmark)
-        out.append(row)
-        kept.append(i)
-    return out, kept
-
-
-def acceptance_slack(results: Sequence[RecognitionResult], thresholds: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Per photo: its best candidate (the match, or the best rejected candidate; -1 when there was none) and how
-    far the decision's score is above the threshold that candidate faced (negative when it fell short)."""
-    candidates = np.full(len(results), -1, dtype=np.int64)
-    slack = np.full(len(results), -np.inf)
-    for i, r in enumerate(results):
-        candidate = r.landmark_id if r.landmark_id is not None else (r.runner_up[0] if r.runner_up else None)
-        if candidate is None or not np.isfinite(r.score):
+def reference_density(references: LandmarkIndex, k: int) -> np.ndarray:
+    """Per reference: the mean similarity to its ``k`` most similar references of the same landmark (itself
+    excluded); a landmark's only reference gets the median of the others (it has no siblings to measure)."""
+    out = np.full(len(references), np.nan, dtype=np.float32)
+    for lid in np.unique(references.labels):
+        rows = np.flatnonzero(references.labels == lid)
+        if len(rows) < 2:
             continue
-        bar = thresholds.geo if r.method == METHOD_GEO else thresholds.verification_for(int(candidate))
-        candidates[i] = int(candidate)
-        slack[i] = float(r.score) - bar
-    return candidates, slack
+        v = references.vectors[rows]
+        s = v @ v.T
+        np.fill_diagonal(s, -np.inf)
+        kk = min(k, len(rows) - 1)
+        out[rows] = np.sort(s, axis=1)[:, -kk:].mean(axis=1)
+    fill = float(np.nanmedian(out)) if np.isfinite(out).any() else 1.0
+    return np.where(np.isfinite(out), out, fill).astype(np.float32)
 
 
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
-    """Probability that a positive scores above a negative (ties count half); None without both."""
-    pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
-    if not len(pos) or not len(neg):
+def negative_bank(non_landmarks: np.ndarray, limit: int = NEGATIVE_BANK_MAX, seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` known non-landmark embeddings (an even random sample when there are more)."""
+    x = np.asarray(non_landmarks, dtype=np.float32)
+    if len(x) <= limit:
+        return x.copy()
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))
+    return x[keep]
+
+
+def runner_ups(runner_ids: np.ndarray) -> list[int | None]:
+    """Runner-up ids of :class:`shared.recognition.build.CandidateScores` (-1: none) as optional ints."""
+    return [int(r) if r >= 0 else None for r in np.asarray(runner_ids)]
+
+
+def fit_open_set(
+    gallery: np.ndarray,
+    gallery_landmarks: np.ndarray,
+    centroids: LandmarkIndex,
+    references: LandmarkIndex,
+    non_landmarks: np.ndarray,
+    params: Any,
+    *,
+    unknown_rejection: float,
+) -> OpenSetModel | None:
+    """Fit the combiner on the gallery decided leave-one-out (photos matched to their own landmark) against
+    unknown-landmark stand-ins (each landmark's photos decided without that landmark), and set its threshold to
+    turn away ``unknown_rejection`` of the stand-ins. None for a gallery of fewer than two landmarks."""
+    from shared.recognition.build import candidate_scores  # build imports this module
+
+    gl = np.asarray(gallery_landmarks, dtype=np.int64)
+    landmarks = np.unique(gl)
+    if len(landmarks) < 2 or not 0.0 < unknown_rejection < 1.0:
         return None
-    order = np.concatenate([pos, neg])
-    ranks = _average_ranks(order)
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    k = params.verification_k
+    density = reference_density(references, k)
+    negatives = negative_bank(non_landmarks)
+    feats = OpenSetFeatures(references, density, negatives, k)
 
+    known = candidate_scores(gallery, centroids, references, params, leave_one_out=True)
+    right = known.best_ids == gl
+    runner = runner_ups(known.runner_ids[right])
+    positives = feats.compute(gallery[right], known.best_ids[right], runner, leave_one_out=True)
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def open_set_metrics(
-    rows: Sequence[EvalRow],
-    predicted: Sequence[str | None],
-    results: Sequence[RecognitionResult],
-    thresholds: Thresholds,
-    landmark_ids: dict[str, int],
-) -> dict[str, Any]:
-    """Open-set figures of decided test rows (see the module docstring). ``landmark_ids``: slug -> bundle id."""
-    known = np.array([r.is_landmark for r in rows])
-    unknown = np.array([r.is_unknown_landmark for r in rows])
-    everyday = ~known & ~unknown
-    accepted = np.array([p is not None for p in predicted])
-    right = np.array([r.is_landmark and p == r.landmark for r, p in zip(rows, predicted, strict=True)])
-    candidates, slack = acceptance_slack(results, thresholds)
-    truth = np.array([landmark_ids.get(r.landmark or "", -2) for r in rows])
-    best_is_right = known & (candidates == truth)
-    out: dict[str, Any] = {
-        "unknown_landmark_rejection": _share(~accepted[unknown]),
-        "everyday_rejection": _share(~accepted[everyday]),
-        "known_accuracy": _share(right[known]),
-        "known_wrong": int((accepted & ~right & known).sum()),
-        "known_wrong_share": _share((accepted & ~right)[known]),
-        "auroc": auroc(slack[best_is_right & np.isfinite(slack)], _finite(slack[unknown])),
-        "counts": {
-            "known": int(known.sum()),
-            "unknown_landmark": int(unknown.sum()),
-            "everyday": int(everyday.sum()),
-        },
-    }
-    # The bar raised until a share of the unknown photos is turned away; rejected photos stay rejected.
-    effective = np.where(accepted, slack, -np.inf)
-    for share in CURVE_REJECTIONS:
-        key = f"known_accuracy_at_{round(100 * share)}"
-        if not unknown.any():
-            out[key] = None
+    stand_ins = []
+    for fold in landmark_folds(landmarks):
+        out = np.isin(gl, fold)
+        keep_c = ~np.isin(centroids.labels, fold)
+        keep_r = ~np.isin(references.labels, fold)
+        if not keep_c.any() or not keep_r.any():
             continue
-        bar = float(np.quantile(effective[unknown], share, method="higher"))
-        out[key] = _share((right & (effective > bar))[known])
-    return out
+        c = LandmarkIndex(centroids.vectors[keep_c], centroids.labels[keep_c])
+        r = LandmarkIndex(references.vectors[keep_r], references.labels[keep_r])
+        s = candidate_scores(gallery[out], c, r, params)
+        fold_feats = OpenSetFeatures(r, density[keep_r], negatives, k)
+        stand_ins.append(fold_feats.compute(gallery[out], s.best_ids, runner_ups(s.runner_ids)))
+    if not stand_ins or not len(positives):
+        return None
+    unknown = np.concatenate(stand_ins)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(unknown))]
+    weights, bias, mean, std = logistic_regression(np.concatenate([positives, unknown]), labels)
+    model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, negatives)
+    unknown_scores, known_scores = model.score(unknown), model.score(positives)
+    threshold = calibrate_threshold(unknown_scores, unknown_rejection)
+    metrics = {
+        "unknown_rejection": unknown_rejection,
+        "stand_ins": int(len(unknown)),
+        "stand_in_rejection": float(np.mean(unknown_scores <= threshold)),
+        "gallery_photos": int(len(positives)),
+        "gallery_acceptance": float(np.mean(known_scores > threshold)),
+        "folds": len(landmark_folds(landmarks)),
+    }
+    return OpenSetModel(weights, bias, mean, std, threshold, k, density, negatives, metrics)
 
 
-def summarize(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, min and max of each open-set figure over several splits (None figures left out)."""
-    out: dict[str, Any] = {"splits": len(reports), "mean": {}, "min": {}, "max": {}}
-    for key in SUMMARY_KEYS:
-        values = [r[key] for r in reports if r.get(key) is not None]
-        if values:
-            out["mean"][key] = float(np.mean(values))
-            out["min"][key] = float(np.min(values))
-            out["max"][key] = float(np.max(values))
-    return out
+def landmark_folds(landmarks: np.ndarray, folds: int = STAND_IN_FOLDS, seed: int = 0) -> list[np.ndarray]:
+    """Groups of landmarks left out together: one at a time for a small gallery, else ``folds`` seeded groups."""
+    ids = np.asarray(landmarks, dtype=np.int64)
+    if len(ids) <= LEAVE_ONE_OUT_LANDMARKS:
+        return [ids[i : i + 1] for i in range(len(ids))]
+    order = np.random.default_rng(seed).permutation(ids)
+    return [order[i::folds] for i in range(folds)]
 
 
-def _share(mask: np.ndarray) -> float | None:
-    return float(mask.mean()) if len(mask) else None
+def logistic_regression(
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Class-balanced, L2-regularised logistic regression on standardised features (L-BFGS): weights, bias and
+    the standardisation's mean and std."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std > 1e-9, std, 1.0)
+    z = (x - mean) / std
+    pos = max(1.0, y.sum())
+    neg = max(1.0, len(y) - y.sum())
+    w_sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg))
 
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = z @ theta[:-1] + theta[-1]
+        p = 1.0 / (1.0 + np.exp(-logits))
+        value = float(np.mean(w_sample * (np.logaddexp(0.0, logits) - y * logits)) + l2 * theta[:-1] @ theta[:-1])
+        g = w_sample * (p - y) / len(y)
+        return value, np.r_[z.T @ g + 2 * l2 * theta[:-1], g.sum()]
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    """Unknown photos without any candidate never pass: they rank below every known photo."""
-    return np.where(np.isfinite(values), values, -1e9)
+    theta = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    return theta[:-1], float(theta[-1]), mean, std

@@ -23,7 +23,17 @@ from PIL import Image
 
 from shared.index import LandmarkIndex, l2_normalize
 from shared.recognition.bundle import Bundle, BundleIntegrityError
-from shared.recognition.decision import LandmarkGeo, PresenceGate, RecognitionResult, Thresholds, apply_gate, decide
+from shared.recognition.decision import (
+    METHOD_GEO,
+    LandmarkGeo,
+    PresenceGate,
+    RecognitionResult,
+    Thresholds,
+    apply_gate,
+    apply_open_set,
+    decide,
+)
+from shared.recognition.open_set import FEATURES, OpenSetFeatures
 from shared.scenes import SceneMapping, landmark_mass, load_mapping, scene_tags
 
 if TYPE_CHECKING:
@@ -66,6 +76,14 @@ class Recognizer:
         self.centroids = LandmarkIndex(bundle.centroids, bundle.centroid_landmarks)
         self.references = LandmarkIndex(bundle.references, bundle.reference_landmarks)
         self.gate = presence_gate(bundle)
+        self.open_set = bundle.open_set
+        self._open_set_features = (
+            None
+            if bundle.open_set is None
+            else OpenSetFeatures(
+                self.references, bundle.open_set.reference_density, bundle.open_set.negatives, bundle.open_set.k
+            )
+        )
         lms = bundle.landmarks
         self.geo = LandmarkGeo(
             ids=np.array([lm.id for lm in lms], dtype=np.int64),
@@ -144,10 +162,28 @@ class Recognizer:
             for e, g, t in zip(embeddings, gps_list, per_photo, strict=True)
         ]
         threshold = None if self.gate is None else self.gate.threshold
-        if self.gate is None or threshold is None or not results:
+        if self.gate is not None and threshold is not None and results:
+            logits = self.gate.logits(embeddings)
+            results = [apply_gate(r, float(x), threshold) for r, x in zip(results, logits, strict=True)]
+        return self._apply_open_set(embeddings, results)
+
+    def _apply_open_set(self, embeddings: np.ndarray, results: list[RecognitionResult]) -> list[RecognitionResult]:
+        """Step 5 of the decision: acceptances without GPS must pass the open-set score, when the model has one
+        (photos it turned away get their score too, for explanations and the evaluator's curve)."""
+        if self.open_set is None or self._open_set_features is None:
             return results
-        logits = self.gate.logits(embeddings)
-        return [apply_gate(r, float(x), threshold) for r, x in zip(results, logits, strict=True)]
+        todo = [i for i, r in enumerate(results) if r.method != METHOD_GEO and _candidates(r) is not None]
+        if not todo:
+            return results
+        best = [_candidates(results[i])[0] for i in todo]  # type: ignore[index]
+        runner = [_candidates(results[i])[1] for i in todo]  # type: ignore[index]
+        features = self._open_set_features.compute(np.asarray(embeddings)[todo], best, runner)  # type: ignore[arg-type]
+        scores = self.open_set.score(features)
+        out = list(results)
+        for i, f, s in zip(todo, features, scores, strict=True):
+            named = {name: round(float(v), 4) for name, v in zip(FEATURES, f, strict=True)}
+            out[i] = apply_open_set(results[i], float(s), self.open_set.threshold, named)
+        return out
 
     def recognize(self, photos: Sequence[DecodedPhoto]) -> list[RecognitionResult]:
         """Batched: one embedding pass for all photos, then one decision each (GPS from the photo's EXIF)."""
@@ -202,6 +238,13 @@ class Recognizer:
             "model_version": result.model_version,
             "runner_up": None if ru is None else {"landmark": self.slug(ru[0]), "score": round(float(ru[1]), 4)},
         }
+        if result.open_set_score is not None and self.open_set is not None:
+            out["open_set"] = {
+                **(result.open_set_features or {}),
+                "score": round(result.open_set_score, 4),
+                "threshold": round(self.open_set.threshold, 4),
+                "vetoed": result.open_set_vetoed,
+            }
         if result.gate_logit is not None and self.gate is not None:
             out["gate"] = {
                 "logit": round(result.gate_logit, 4),
@@ -226,6 +269,17 @@ def presence_gate(bundle: Bundle) -> PresenceGate | None:
             f"presence gate of {bundle.version} has {gate.weight.shape} weights for {bundle.embedding_dim}-d embeddings"
         )
     return gate
+
+
+def _candidates(result: RecognitionResult) -> tuple[int, int | None] | None:
+    """The (best, runner-up) landmark ids a decision weighed: the match and its runner-up, or the best rejected
+    candidate and the one behind it; None when there was no candidate."""
+    if result.recognized:
+        assert result.landmark_id is not None
+        return result.landmark_id, result.runner_up[0] if result.runner_up else None
+    if result.runner_up is None:
+        return None
+    return result.runner_up[0], result.second[0] if result.second else None
 
 
 def _raised(t: Thresholds, by: float) -> Thresholds:

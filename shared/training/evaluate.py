@@ -15,7 +15,7 @@ import numpy as np
 
 from shared.recognition.decision import DecisionParams
 from shared.recognition.evaluation import EmbeddedRows, EvalOptions, EvalRow, landmarks_from_rows, metrics_for
-from shared.recognition.open_set import open_set_metrics
+from shared.recognition.open_set_eval import open_set_metrics
 from shared.recognition.recognizer import Recognizer
 from shared.training.crossfit import IndexOptions
 from shared.training.curriculum import region_of
@@ -97,7 +97,7 @@ def train_and_evaluate(
     report = metrics_for(test_rows, predicted)
     bundle = trained.bundle
     report["open_set"] = open_set_metrics(
-        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}
+        test_rows, predicted, results, bundle.thresholds, {lm.slug: lm.id for lm in bundle.landmarks}, bundle.open_set
     )
     report.update(
         {

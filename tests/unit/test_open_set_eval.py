@@ -12,7 +12,7 @@ import pytest
 
 from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, RecognitionResult, Thresholds
 from shared.recognition.evaluation import EmbeddedRows, EvalRow, read_eval_manifest
-from shared.recognition.open_set import (
+from shared.recognition.open_set_eval import (
     acceptance_slack,
     apply_holdout,
     auroc,

@@ -1,0 +1,203 @@
+"""The open-set score: calibrated on landmarks left out of the gallery, stored in the bundle, applied by the
+decision to acceptances without GPS (synthetic embeddings: a cluster per landmark)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.index import LandmarkIndex, l2_normalize
+from shared.recognition.build import build_bundle_from_embeddings, candidate_scores
+from shared.recognition.bundle import NEGATIVE_BANK, BundleIntegrityError, LandmarkInfo, load_bundle, save_bundle
+from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, DecisionParams
+from shared.recognition.open_set import (
+    FEATURES,
+    LEAVE_ONE_OUT_LANDMARKS,
+    OpenSetFeatures,
+    landmark_folds,
+    logistic_regression,
+    reference_density,
+)
+from shared.recognition.recognizer import Recognizer
+
+DIM = 48
+KNOWN = 12
+STYLES = 3
+
+
+class NoEmbedder:
+    def embed(self, images: object) -> np.ndarray:
+        raise AssertionError("decides on given embeddings only")
+
+
+def clusters(centres: np.ndarray, per: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([c + spread * rng.normal(size=(per, DIM)) for c in centres])
+    return l2_normalize(x), np.repeat(np.arange(1, len(centres) + 1), per)
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, np.ndarray]:
+    """Buildings of a few styles (look-alikes within a style): some are known landmarks, others unknown ones
+    drawn by the same process, which is what leaving a known one out imitates; and everyday photos."""
+    rng = np.random.default_rng(0)
+    styles = l2_normalize(rng.normal(size=(STYLES, DIM)))
+    per_style = KNOWN // STYLES + 2
+    buildings = l2_normalize(
+        np.repeat(styles, per_style, axis=0) + 0.9 * l2_normalize(rng.normal(size=(STYLES * per_style, DIM)))
+    )
+    is_known = np.tile(np.arange(per_style) < per_style - 2, STYLES)
+    gallery, labels = clusters(buildings[is_known], 8, 0.05, seed=1)
+    queries, truth = clusters(buildings[is_known], 3, 0.05, seed=2)
+    unknown, _ = clusters(buildings[~is_known], 4, 0.05, seed=3)
+    everyday = l2_normalize(rng.normal(size=(60, DIM)))
+    return {"gallery": gallery, "labels": labels, "queries": queries, "truth": truth, "unknown": unknown,
+            "everyday": everyday}  # fmt: skip
+
+
+def bundle_of(world: dict[str, np.ndarray], unknown_rejection: float | None = 0.9):  # type: ignore[no-untyped-def]
+    landmarks = [LandmarkInfo(i, f"l{i}", f"L{i}") for i in range(1, KNOWN + 1)]
+    return build_bundle_from_embeddings(
+        version="t",
+        model={},
+        landmarks=landmarks,
+        gallery=world["gallery"],
+        gallery_landmarks=world["labels"],
+        non_landmarks=world["everyday"][:40],
+        unknown_rejection=unknown_rejection,
+    )
+
+
+def test_the_score_turns_away_the_asked_share_of_stand_ins_and_keeps_most_gallery_photos(world: dict) -> None:
+    bundle = bundle_of(world)
+    model = bundle.open_set
+    assert model is not None
+    m = model.metrics
+    assert m["unknown_rejection"] == 0.9 and m["stand_in_rejection"] >= 0.9
+    assert m["stand_ins"] == len(world["gallery"])  # every gallery photo stood in for an unknown once
+    assert m["gallery_acceptance"] > 0.5
+    assert bundle.metrics["open_set_stand_in_rejection"] == m["stand_in_rejection"]  # shown by model list/status
+    assert len(model.reference_density) == len(bundle.references)
+    assert model.weights.shape == (len(FEATURES),)
+
+
+def test_without_the_setting_or_with_one_landmark_there_is_no_score(world: dict) -> None:
+    assert bundle_of(world, None).open_set is None
+    one = build_bundle_from_embeddings(
+        version="t",
+        model={},
+        landmarks=[LandmarkInfo(1, "l1", "L1")],
+        gallery=world["gallery"][world["labels"] == 1],
+        gallery_landmarks=world["labels"][world["labels"] == 1],
+        non_landmarks=world["everyday"],
+        unknown_rejection=0.9,
+    )
+    assert one.open_set is None
+
+
+def test_the_decision_turns_away_unknown_landmarks_and_keeps_known_ones(world: dict) -> None:
+    plain = Recognizer(bundle_of(world, None), NoEmbedder())
+    scored = Recognizer(bundle_of(world), NoEmbedder())
+    before = plain.decide(world["unknown"])
+    after = scored.decide(world["unknown"])
+    assert sum(r.recognized for r in before) > 0.8 * len(before)  # the everyday thresholds let them in
+    assert sum(r.recognized for r in after) < 0.4 * len(after)
+    assert any(r.open_set_vetoed and r.method == METHOD_NONE for r in after)
+    known = scored.decide(world["queries"])
+    right = [r.landmark_id == t for r, t in zip(known, world["truth"], strict=True)]
+    assert np.mean(right) >= 0.9 and not any(r.recognized and not ok for r, ok in zip(known, right, strict=True))
+    accepted = next(r for r in known if r.recognized)
+    assert accepted.method == METHOD_VERIFIED and accepted.open_set_score > scored.open_set.threshold
+    shown = scored.describe(accepted)["open_set"]
+    assert (
+        set(FEATURES) <= set(shown)
+        and shown["vetoed"] is False
+        and shown["threshold"] == pytest.approx(scored.open_set.threshold, abs=1e-4)
+    )
+
+
+def test_gps_matches_are_never_vetoed(world: dict) -> None:
+    landmarks = [LandmarkInfo(i, f"l{i}", f"L{i}", lat=10.0 * i, lon=0.0) for i in range(1, KNOWN + 1)]
+    bundle = replace(bundle_of(world), landmarks=tuple(landmarks))
+    recognizer = Recognizer(bundle, NoEmbedder())
+    [result] = recognizer.decide(world["unknown"][:1], [(10.0, 0.0)])
+    assert result.method in (METHOD_GEO, METHOD_NONE) and not result.open_set_vetoed
+    assert result.open_set_score is None
+
+
+def test_a_bundle_keeps_its_score_and_an_old_bundle_decides_as_before(world: dict, tmp_path: Path) -> None:
+    bundle = bundle_of(world)
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "new"))
+    assert loaded.open_set is not None
+    assert loaded.open_set.threshold == pytest.approx(bundle.open_set.threshold)
+    np.testing.assert_allclose(loaded.open_set.reference_density, bundle.open_set.reference_density)
+    a = Recognizer(bundle, NoEmbedder()).decide(world["unknown"])
+    b = Recognizer(loaded, NoEmbedder()).decide(world["unknown"])
+    assert [r.landmark_id for r in a] == [r.landmark_id for r in b]
+
+    old = load_bundle(save_bundle(replace(bundle, open_set=None), tmp_path / "old"))
+    assert old.open_set is None
+    plain = Recognizer(bundle_of(world, None), NoEmbedder()).decide(world["unknown"])
+    assert [r.landmark_id for r in Recognizer(old, NoEmbedder()).decide(world["unknown"])] == [
+        r.landmark_id for r in plain
+    ]
+
+
+def test_a_bundle_whose_score_files_are_missing_is_refused(world: dict, tmp_path: Path) -> None:
+    folder = save_bundle(bundle_of(world), tmp_path / "b")
+    (folder / f"{NEGATIVE_BANK}.npy").unlink()
+    with pytest.raises(BundleIntegrityError, match="missing"):
+        load_bundle(folder)
+
+
+def test_features_of_a_photo_against_its_candidates() -> None:
+    refs = LandmarkIndex(np.eye(4, dtype=np.float32)[[0, 1, 2, 3]], np.array([1, 1, 2, 2]))
+    density = reference_density(refs, k=1)
+    np.testing.assert_allclose(density, [0.0, 0.0, 0.0, 0.0])  # orthogonal siblings
+    feats = OpenSetFeatures(refs, density, negatives=np.eye(4, dtype=np.float32)[[3]], k=1)
+    q = l2_normalize(np.array([[1.0, 0.0, 0.5, 0.0]], dtype=np.float32))
+    [f] = feats.compute(q, [1], [2])
+    score, margin, density_score, density_margin, above_negatives = f
+    assert score == pytest.approx(q[0, 0]) and margin == pytest.approx(q[0, 0] - q[0, 2])
+    assert density_score == pytest.approx(score) and density_margin == pytest.approx(margin)
+    assert above_negatives == pytest.approx(score)  # the negative bank is orthogonal to the photo
+    [g] = feats.compute(q, [1], [None])
+    assert g[1] == pytest.approx(score + 1.0)  # no runner-up: as unlike as a cosine gets
+
+
+def test_a_lone_reference_gets_the_median_density() -> None:
+    vectors = l2_normalize(np.array([[1, 0.1, 0], [1, 0.2, 0], [0, 0, 1]], dtype=np.float32))
+    density = reference_density(LandmarkIndex(vectors, np.array([1, 1, 2])), k=3)
+    assert density[0] == pytest.approx(float(vectors[0] @ vectors[1]))
+    assert density[2] == pytest.approx(float(np.median(density[:2])))
+
+
+def test_small_galleries_leave_one_landmark_out_and_large_ones_use_folds() -> None:
+    few = landmark_folds(np.arange(1, 8))
+    assert [f.tolist() for f in few] == [[i] for i in range(1, 8)]
+    many = landmark_folds(np.arange(1, LEAVE_ONE_OUT_LANDMARKS + 12))
+    assert len(many) == 5 and sorted(np.concatenate(many).tolist()) == list(range(1, LEAVE_ONE_OUT_LANDMARKS + 12))
+
+
+def test_logistic_regression_separates_and_balances_classes() -> None:
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(1.0, 0.5, size=(200, 2)), rng.normal(-1.0, 0.5, size=(20, 2))]
+    y = np.r_[np.ones(200), np.zeros(20)]
+    w, b, mean, std = logistic_regression(x, y)
+    logits = ((x - mean) / std) @ w + b
+    assert np.mean((logits > 0) == (y > 0)) > 0.95
+    assert np.mean(logits[y == 0] < 0) > 0.9  # the small class is not swamped
+
+
+def test_stand_in_candidates_come_from_the_decisions_own_shortlist(world: dict) -> None:
+    bundle = bundle_of(world, None)
+    s = candidate_scores(
+        world["unknown"],
+        LandmarkIndex(bundle.centroids, bundle.centroid_landmarks),
+        LandmarkIndex(bundle.references, bundle.reference_landmarks),
+        DecisionParams(),
+    )
+    assert (s.runner_ids != s.best_ids).all() and (s.runner_ids > 0).all()
