@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class EvalRow:
     lat: float | None
     lon: float | None
     split: str  # train | test
+    _: KW_ONLY  # subclasses (gallery rows) add positional fields of their own after ``split``
     notes: str = ""
     held_out: str | None = None  # a landmark held out of the gallery (shared.recognition.open_set_eval): unknown
 

@@ -27,7 +27,7 @@ HEADER = ["path", "kind", "landmark_id", "landmark_name", "city", "country", "la
 
 
 def row(kind: str, landmark: str | None, split: str, notes: str = "") -> EvalRow:
-    return EvalRow(Path(f"{landmark}-{split}.jpg"), kind, landmark, "", "", "", None, None, split, notes)
+    return EvalRow(Path(f"{landmark}-{split}.jpg"), kind, landmark, "", "", "", None, None, split, notes=notes)
 
 
 def corpus() -> list[EvalRow]:
@@ -138,7 +138,7 @@ def test_open_set_metrics_separate_unknown_everyday_and_known() -> None:
 
 
 def unknown_row(slug: str) -> EvalRow:
-    return EvalRow(Path("u.jpg"), "non_landmark", None, "", "", "", None, None, "test", "", held_out=slug)
+    return EvalRow(Path("u.jpg"), "non_landmark", None, "", "", "", None, None, "test", held_out=slug)
 
 
 def test_summary_gives_mean_and_spread() -> None:
