@@ -23,6 +23,7 @@ from shared.imaging import ImageDecodeError, decode_photo
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle, upload_bundle
 from shared.recognition.recognizer import EmbedsImages
+from shared.recognition.whitening import WhiteningOptions
 from shared.storage import ObjectMissing, read_object
 
 MAX_GALLERY_OBJECT_BYTES = 100 * 1024 * 1024
@@ -124,6 +125,7 @@ def build_model(
     activate: bool = False,
     rejection: float = 0.99,
     unknown_rejection: float | None = None,
+    whitening: WhiteningOptions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ModelVersion:
     """Embed the gallery, build and publish a bundle, register it (and activate it when asked); with
@@ -156,6 +158,7 @@ def build_model(
         model=embedder.describe(),
         rejection=rejection,
         unknown_rejection=unknown_rejection,
+        whitening=whitening,
         metrics=metrics,
     )
     return publish_bundle(
@@ -174,6 +177,7 @@ def bundle_from_gallery(
     rejection: float,
     metrics: dict[str, Any],
     unknown_rejection: float | None = None,
+    whitening: WhiteningOptions | None = None,
 ) -> Bundle:
     """The untrained decision's bundle from embeddings of the gallery photos (``gallery_ok``: their indices in
     ``snap.photos``) and of the negatives: centroids, references (the hand-picked ones when every landmark has
@@ -193,6 +197,7 @@ def bundle_from_gallery(
         reference_landmarks=gallery_landmarks[is_ref] if is_ref.any() else None,
         rejection=rejection,
         unknown_rejection=unknown_rejection,
+        whitening=whitening,
         metrics=metrics,
     )
 

@@ -60,6 +60,10 @@ class RecognitionSettings(BaseModel):
     # Share of unknown-landmark stand-ins (each gallery landmark decided without itself) the open-set score turns
     # away, calibrated when a model is built (shared/recognition/open_set.py); None switches it off.
     unknown_rejection: float | None = Field(default=0.9, gt=0, lt=1)
+    # Untrained model builds embed in the gallery's supervised whitening with this many dimensions (carried by
+    # the bundle as its head; shared/recognition/whitening.py): it separates known from unknown landmarks better.
+    # None keeps the raw 1280-d features.
+    whitening_dim: int | None = Field(default=512, ge=8)
     geo_radius_km: float = 1.0
     top_k: int = 1
     min_cluster_size: int = 0  # 0: scale to the gallery size

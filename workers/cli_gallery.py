@@ -189,6 +189,7 @@ def model_build(
 ) -> None:
     """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
     from shared.model import Embedder, EmbedderConfig
+    from shared.recognition.whitening import whitening_options
 
     settings = get_settings()
     rec = settings.recognition
@@ -208,6 +209,7 @@ def model_build(
             activate=activate,
             rejection=rec.non_landmark_rejection,
             unknown_rejection=rec.unknown_rejection,
+            whitening=whitening_options(rec.whitening_dim),
             progress=lambda n: progress.advance(task, n),
         )
     console.print(f"built model version [bold]{row.version}[/] ({row.status.value}): {json.dumps(row.metrics)}")

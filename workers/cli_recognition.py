@@ -83,6 +83,10 @@ def eval_command(
             help="Share of left-out-landmark stand-ins the open-set score turns away (default: settings; 0: off).",
         ),
     ] = None,
+    whiten: Annotated[
+        int | None,
+        typer.Option("--whiten", min=0, help="Whitening dims of the gallery (default: settings; 0: raw features)."),
+    ] = None,
     holdout_repeats: Annotated[
         int, typer.Option("--holdout-repeats", min=1, help="Seeded held-out splits (seed, seed+1, ...): mean, spread.")
     ] = 1,
@@ -95,6 +99,7 @@ def eval_command(
     from shared.model import Embedder, EmbedderConfig
     from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
     from shared.recognition.open_set_eval import apply_holdout, holdout_splits, summarize
+    from shared.recognition.whitening import whitening_options
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -129,6 +134,7 @@ def eval_command(
         geo_radius_km=rec.geo_radius_km,
         top_k=rec.top_k,
         unknown_rejection=(rec.unknown_rejection if unknown_rejection is None else unknown_rejection) or None,
+        whitening=whitening_options(rec.whitening_dim if whiten is None else whiten),
     )
     if train:
         from workers.cli_train import check_options

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +59,35 @@ def head_output_dim(in_dim: int, state_dict: dict[str, Any] | None) -> int:
         return in_dim
     out_dim = int(state_dict["fc.weight"].shape[0])
     return out_dim + in_dim if RAW_WEIGHT_KEY in state_dict else out_dim
+
+
+def linear_head_state(weight: np.ndarray, bias: np.ndarray) -> dict[str, torch.Tensor]:
+    """An :class:`EmbeddingHead` state computing ``x @ weight.T + bias`` exactly (its batch norm an identity):
+    how a bundle carries a fixed linear map such as the gallery's whitening."""
+    w = torch.as_tensor(np.asarray(weight, dtype=np.float32))
+    out_dim = w.shape[0]
+    bn = nn.BatchNorm1d(out_dim)
+    return {
+        "fc.weight": w,
+        "fc.bias": torch.as_tensor(np.asarray(bias, dtype=np.float32)),
+        "bn.weight": torch.ones(out_dim),
+        "bn.bias": torch.zeros(out_dim),
+        "bn.running_mean": torch.zeros(out_dim),
+        "bn.running_var": torch.full((out_dim,), 1.0 - bn.eps),  # (x - 0) / sqrt(var + eps) = x
+        "bn.num_batches_tracked": torch.tensor(0),
+    }
+
+
+def project(head_state: dict[str, Any] | None, features: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+    """Pooled features -> L2-normalised embeddings, exactly as :class:`shared.model.Embedder` projects them."""
+    x = np.asarray(features, dtype=np.float32)
+    head, _ = build_head(x.shape[1], head_state)
+    head.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            out.append(F.normalize(head(torch.from_numpy(x[start : start + batch_size]))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, x.shape[1]), np.float32)
 
 
 def build_head(in_dim: int, state_dict: dict[str, Any] | None) -> tuple[nn.Module, int]:

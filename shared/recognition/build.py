@@ -30,6 +30,7 @@ from shared.recognition.bundle import Bundle, LandmarkInfo
 from shared.recognition.calibration import calibrate_threshold, wrong_answer_margin
 from shared.recognition.decision import DecisionParams, Thresholds
 from shared.recognition.open_set import fit_open_set
+from shared.recognition.whitening import Whitening, WhiteningOptions, learn_whitening, whitening_head
 
 SELF_MATCH = 1.0 - 1e-5  # a reference this similar to the query is the query itself (leave-one-out)
 
@@ -123,16 +124,20 @@ def select_references(
     embeddings: np.ndarray, landmark_ids: np.ndarray, max_per_landmark: int = 200
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per landmark, up to ``max_per_landmark`` gallery photos, those closest to its mean first."""
+    rows = reference_rows(embeddings, landmark_ids, max_per_landmark)
+    return l2_normalize(embeddings)[rows], np.asarray(landmark_ids, dtype=np.int64)[rows]
+
+
+def reference_rows(embeddings: np.ndarray, landmark_ids: np.ndarray, max_per_landmark: int = 200) -> np.ndarray:
+    """The gallery rows :func:`select_references` picks, landmark by landmark."""
     x = l2_normalize(embeddings)
     ids = np.asarray(landmark_ids, dtype=np.int64)
-    refs, owners = [], []
+    picked = []
     for lid in np.unique(ids):
-        g = x[ids == lid]
-        mean = l2_normalize(g.mean(axis=0, keepdims=True))[0]
-        keep = np.argsort(-(g @ mean), kind="stable")[:max_per_landmark]
-        refs.append(g[keep])
-        owners.append(np.full(len(keep), lid, dtype=np.int64))
-    return np.concatenate(refs), np.concatenate(owners)
+        rows = np.flatnonzero(ids == lid)
+        mean = l2_normalize(x[rows].mean(axis=0, keepdims=True))[0]
+        picked.append(rows[np.argsort(-(x[rows] @ mean), kind="stable")[:max_per_landmark]])
+    return np.concatenate(picked)
 
 
 def pick_references(embeddings: np.ndarray, landmark_ids: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -210,13 +215,33 @@ def build_bundle_from_embeddings(
     head_state: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     unknown_rejection: float | None = None,
+    whitening: WhiteningOptions | None = None,
 ) -> Bundle:
     """Cluster the gallery into centroids, choose references, calibrate thresholds on non-landmarks; with
     ``unknown_rejection``, also the open-set score on landmarks left out of the gallery (that share of them is
-    turned away; :mod:`shared.recognition.open_set`)."""
+    turned away; :mod:`shared.recognition.open_set`). With ``whitening``, all of it happens in the space of the
+    gallery's supervised whitening (:mod:`shared.recognition.whitening`), which the bundle carries as its head;
+    the embeddings given are then the raw ones."""
     decision = decision or DecisionParams()
-    gallery = l2_normalize(gallery)
     gallery_landmarks = np.asarray(gallery_landmarks, dtype=np.int64)
+    learn = None
+    if whitening is not None:
+        if head_state:
+            raise ValueError("a bundle has one head: a trained one or the gallery's whitening, not both")
+        raw_gallery, raw_negatives = l2_normalize(gallery), l2_normalize(non_landmarks)
+        raw_references = None if references is None else l2_normalize(references)
+
+        def learn(keep: np.ndarray) -> Whitening:
+            return learn_whitening(
+                raw_gallery[keep], gallery_landmarks[keep], raw_negatives, dim=whitening.dim, shrink=whitening.shrink
+            )
+
+        space = learn(np.ones(len(raw_gallery), dtype=bool))
+        gallery, non_landmarks = space(raw_gallery), space(raw_negatives)
+        references = None if raw_references is None else space(raw_references)
+        head_state = whitening_head(space)
+        model = {**model, "whitening": {"dim": space.dim, "shrink": whitening.shrink}, "embedding_dim": space.dim}
+    gallery = l2_normalize(gallery)
     centroids, centroid_landmarks = build_centroids(
         gallery,
         gallery_landmarks,
@@ -242,7 +267,7 @@ def build_bundle_from_embeddings(
         margin_share=margin_share,
     )
     open_set = None
-    if unknown_rejection:
+    if unknown_rejection and learn is None:
         open_set = fit_open_set(
             gallery,
             gallery_landmarks,
@@ -251,6 +276,23 @@ def build_bundle_from_embeddings(
             l2_normalize(non_landmarks),
             decision,
             unknown_rejection=unknown_rejection,
+        )
+    elif unknown_rejection:  # stand-ins scored in spaces learned without them: raw inputs, one centroid a landmark
+        raw_refs = raw_gallery[reference_rows(gallery, gallery_landmarks, max_references)]
+        raw_ref_landmarks = gallery_landmarks[reference_rows(gallery, gallery_landmarks, max_references)]
+        if raw_references is not None and reference_landmarks is not None:
+            raw_refs, raw_ref_landmarks = raw_references, np.asarray(reference_landmarks, dtype=np.int64)
+        lids = np.unique(gallery_landmarks)
+        means = l2_normalize(np.stack([raw_gallery[gallery_landmarks == lid].mean(axis=0) for lid in lids]))
+        open_set = fit_open_set(
+            raw_gallery,
+            gallery_landmarks,
+            LandmarkIndex(means, lids),
+            LandmarkIndex(raw_refs, raw_ref_landmarks),
+            raw_negatives,
+            decision,
+            unknown_rejection=unknown_rejection,
+            learn=learn,
         )
     metrics = dict(metrics or {})
     if open_set is not None:  # flat, so `landmarks status` and `model list` show them

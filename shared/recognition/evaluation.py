@@ -26,6 +26,7 @@ from shared.recognition.decision import DecisionParams
 from shared.recognition.open_set_eval import open_set_metrics
 from shared.recognition.recognizer import EmbedsImages, Recognizer
 from shared.recognition.row_cache import RowCache
+from shared.recognition.whitening import WhiteningOptions
 
 REQUIRED_COLUMNS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
 # A non-landmark row whose (optional) ``notes`` column says this shows a landmark the gallery does not know.
@@ -240,6 +241,7 @@ class EvalOptions:
     geo_radius_km: float = 1.0
     top_k: int = 1
     unknown_rejection: float | None = None  # calibrate the open-set score on left-out landmarks (None: off)
+    whitening: WhiteningOptions | None = None  # build in the gallery's whitened space (None: raw features)
 
 
 def build_eval_bundle(
@@ -268,6 +270,7 @@ def build_eval_bundle(
         geo_rejection=options.geo_rejection,
         margin_share=options.margin_share,
         unknown_rejection=options.unknown_rejection,
+        whitening=options.whitening,
         decision=DecisionParams(
             geo_radius_km=options.geo_radius_km,
             top_k=options.top_k,
@@ -296,7 +299,12 @@ def evaluate_embeddings(
     test = [i for i, r in enumerate(rows) if r.split == "test"]
     t0 = time.perf_counter()
     gps = [embedded.gps[i] if options.use_gps else None for i in test]
-    results = recognizer.decide(e[test], gps)
+    queries = e[test]
+    if bundle.head_state:  # the gallery's whitening: what the network's head does to a worker's photo
+        from shared.model.head import project
+
+        queries = project(bundle.head_state, queries)
+    results = recognizer.decide(queries, gps)
     decide_s = time.perf_counter() - t0
     predicted = [recognizer.slug(r.landmark_id) for r in results]
     test_rows = [rows[i] for i in test]

@@ -24,7 +24,7 @@ and the threshold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +169,48 @@ def runner_ups(runner_ids: np.ndarray) -> list[int | None]:
     return [int(r) if r >= 0 else None for r in np.asarray(runner_ids)]
 
 
+Transform = Callable[[np.ndarray], np.ndarray]
+# Learns the embedding space from the gallery rows a mask keeps (e.g. the whitening) and returns the map from raw
+# embeddings into it; stand-ins and known photos are then scored in a space learned without them.
+Learner = Callable[[np.ndarray], Transform]
+
+
+@dataclass(frozen=True)
+class _Space:
+    """Gallery, centroids, references and negatives mapped into one learned space."""
+
+    gallery: np.ndarray
+    centroids: LandmarkIndex
+    references: LandmarkIndex
+    negatives: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        transform: Transform,
+        gallery: np.ndarray,
+        centroids: LandmarkIndex,
+        references: LandmarkIndex,
+        negatives: np.ndarray,
+    ) -> _Space:
+        return cls(
+            transform(gallery),
+            LandmarkIndex(transform(centroids.vectors), centroids.labels),
+            LandmarkIndex(transform(references.vectors), references.labels),
+            transform(negatives),
+        )
+
+    def without(self, landmarks: np.ndarray) -> tuple[LandmarkIndex, LandmarkIndex] | None:
+        keep_c = ~np.isin(self.centroids.labels, landmarks)
+        keep_r = ~np.isin(self.references.labels, landmarks)
+        if not keep_c.any() or not keep_r.any():
+            return None
+        return (
+            LandmarkIndex(self.centroids.vectors[keep_c], self.centroids.labels[keep_c]),
+            LandmarkIndex(self.references.vectors[keep_r], self.references.labels[keep_r]),
+        )
+
+
 def fit_open_set(
     gallery: np.ndarray,
     gallery_landmarks: np.ndarray,
@@ -178,10 +220,16 @@ def fit_open_set(
     params: Any,
     *,
     unknown_rejection: float,
+    learn: Learner | None = None,
 ) -> OpenSetModel | None:
     """Fit the combiner on the gallery decided leave-one-out (photos matched to their own landmark) against
     unknown-landmark stand-ins (each landmark's photos decided without that landmark), and set its threshold to
-    turn away ``unknown_rejection`` of the stand-ins. None for a gallery of fewer than two landmarks."""
+    turn away ``unknown_rejection`` of the stand-ins. None for a gallery of fewer than two landmarks.
+
+    ``learn``: the embeddings are raw and the bundle's space is learned from the gallery (the whitening). Each
+    stand-in fold and each fold of known photos is then scored in a space learned without those photos, as a
+    photo the model never saw is: a space learned with them would make them look more known than they are.
+    """
     from shared.recognition.build import candidate_scores  # build imports this module
 
     gl = np.asarray(gallery_landmarks, dtype=np.int64)
@@ -189,44 +237,69 @@ def fit_open_set(
     if len(landmarks) < 2 or not 0.0 < unknown_rejection < 1.0:
         return None
     k = params.verification_k
-    density = reference_density(references, k)
-    negatives = negative_bank(non_landmarks)
-    feats = OpenSetFeatures(references, density, negatives, k)
+    bank = negative_bank(non_landmarks)
+    raw = (gallery, centroids, references, bank)
 
-    known = candidate_scores(gallery, centroids, references, params, leave_one_out=True)
-    right = known.best_ids == gl
-    runner = runner_ups(known.runner_ids[right])
-    positives = feats.compute(gallery[right], known.best_ids[right], runner, leave_one_out=True)
+    def space(keep: np.ndarray | None) -> _Space:
+        return _Space.of(_identity if learn is None else learn(_all(len(gl)) if keep is None else keep), *raw)
 
+    def features(s: _Space, refs: LandmarkIndex, photos: np.ndarray, best, runner, *, loo: bool = False):  # type: ignore[no-untyped-def]
+        return OpenSetFeatures(refs, reference_density(refs, k), s.negatives, k).compute(
+            photos, best, runner, leave_one_out=loo
+        )
+
+    final = space(None)
+    positives = []
+    for rows in _photo_folds(len(gl)) if learn is not None else [np.arange(len(gl))]:
+        s = final if learn is None else space(~np.isin(np.arange(len(gl)), rows))
+        known = candidate_scores(s.gallery[rows], s.centroids, s.references, params, leave_one_out=True)
+        right = known.best_ids == gl[rows]
+        if right.any():
+            photos = s.gallery[rows][right]
+            positives.append(
+                features(s, s.references, photos, known.best_ids[right], runner_ups(known.runner_ids[right]), loo=True)
+            )
     stand_ins = []
     for fold in landmark_folds(landmarks):
         out = np.isin(gl, fold)
-        keep_c = ~np.isin(centroids.labels, fold)
-        keep_r = ~np.isin(references.labels, fold)
-        if not keep_c.any() or not keep_r.any():
+        s = final if learn is None else space(~out)
+        rest = s.without(fold)
+        if rest is None:
             continue
-        c = LandmarkIndex(centroids.vectors[keep_c], centroids.labels[keep_c])
-        r = LandmarkIndex(references.vectors[keep_r], references.labels[keep_r])
-        s = candidate_scores(gallery[out], c, r, params)
-        fold_feats = OpenSetFeatures(r, density[keep_r], negatives, k)
-        stand_ins.append(fold_feats.compute(gallery[out], s.best_ids, runner_ups(s.runner_ids)))
-    if not stand_ins or not len(positives):
+        cands = candidate_scores(s.gallery[out], *rest, params)
+        stand_ins.append(features(s, rest[1], s.gallery[out], cands.best_ids, runner_ups(cands.runner_ids)))
+    if not stand_ins or not positives:
         return None
-    unknown = np.concatenate(stand_ins)
-    labels = np.r_[np.ones(len(positives)), np.zeros(len(unknown))]
-    weights, bias, mean, std = logistic_regression(np.concatenate([positives, unknown]), labels)
-    model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, negatives)
-    unknown_scores, known_scores = model.score(unknown), model.score(positives)
+    known_x, unknown = np.concatenate(positives), np.concatenate(stand_ins)
+    labels = np.r_[np.ones(len(known_x)), np.zeros(len(unknown))]
+    weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels)
+    density = reference_density(final.references, k)
+    model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives)
+    unknown_scores, known_scores = model.score(unknown), model.score(known_x)
     threshold = calibrate_threshold(unknown_scores, unknown_rejection)
     metrics = {
         "unknown_rejection": unknown_rejection,
         "stand_ins": int(len(unknown)),
         "stand_in_rejection": float(np.mean(unknown_scores <= threshold)),
-        "gallery_photos": int(len(positives)),
+        "gallery_photos": int(len(known_x)),
         "gallery_acceptance": float(np.mean(known_scores > threshold)),
         "folds": len(landmark_folds(landmarks)),
+        "cross_fitted_space": learn is not None,
     }
-    return OpenSetModel(weights, bias, mean, std, threshold, k, density, negatives, metrics)
+    return OpenSetModel(weights, bias, mean, std, threshold, k, density, final.negatives.astype(np.float32), metrics)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _all(n: int) -> np.ndarray:
+    return np.ones(n, dtype=bool)
+
+
+def _photo_folds(n: int, folds: int = STAND_IN_FOLDS, seed: int = 0) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(order[i::folds]) for i in range(folds)]
 
 
 def landmark_folds(landmarks: np.ndarray, folds: int = STAND_IN_FOLDS, seed: int = 0) -> list[np.ndarray]:

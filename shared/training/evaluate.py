@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.model.head import project
 from shared.recognition.decision import DecisionParams
 from shared.recognition.evaluation import EmbeddedRows, EvalOptions, EvalRow, landmarks_from_rows, metrics_for
 from shared.recognition.open_set_eval import open_set_metrics
@@ -20,7 +21,7 @@ from shared.recognition.recognizer import Recognizer
 from shared.training.crossfit import IndexOptions
 from shared.training.curriculum import region_of
 from shared.training.pipeline import FeatureDataset, ProgressFn, TrainedModel, train_model
-from shared.training.trainer import TrainConfig, TrainingData, project
+from shared.training.trainer import TrainConfig, TrainingData
 
 
 def dataset_from_rows(

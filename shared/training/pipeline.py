@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.model.head import project
 from shared.recognition.bundle import Bundle, LandmarkInfo
 from shared.recognition.decision import DecisionParams
 from shared.training.crossfit import (
@@ -33,7 +34,7 @@ from shared.training.crossfit import (
     score,
 )
 from shared.training.gate import PresenceGate
-from shared.training.trainer import EpochReport, TrainConfig, TrainingData, TrainResult, project, train_on_features
+from shared.training.trainer import EpochReport, TrainConfig, TrainingData, TrainResult, train_on_features
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model.head import EmbeddingHead, build_head, with_raw_weight
+from shared.model.head import EmbeddingHead, with_raw_weight
 from shared.training.curriculum import curriculum_stages, stage_mask
 from shared.training.losses import CenterLoss, CosineClassifier, classification_loss
 
@@ -221,15 +221,3 @@ def train_on_features(
         return stack[choice, rows]
 
     return fit(data, batch, base.shape[1], config, progress=progress)
-
-
-def project(head_state: dict[str, Any] | None, features: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
-    """Pooled features -> L2-normalised embeddings, exactly as :class:`shared.model.Embedder` projects them."""
-    x = np.asarray(features, dtype=np.float32)
-    head, _ = build_head(x.shape[1], head_state)
-    head.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            out.append(F.normalize(head(torch.from_numpy(x[start : start + batch_size]))).numpy())
-    return np.concatenate(out) if out else np.zeros((0, x.shape[1]), np.float32)

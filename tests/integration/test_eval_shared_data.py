@@ -1,8 +1,11 @@
-"""The evaluator on the real development corpus with the shipped defaults (no training, ImageNet weights).
+"""The evaluator on the real development corpus (no training, ImageNet weights).
 
-Target: landmark accuracy >= 0.75 at non-landmark accuracy >= 0.99 and at most 10 test landmark photos given the
-wrong landmark. Embeddings are cached under the state dir, so re-runs take seconds; the first run embeds 1,485
-photos (about a minute on 2 idle cores).
+The closed-set rule alone (no open-set score, raw features): landmark accuracy >= 0.75 at non-landmark accuracy
+>= 0.99 and at most 10 test landmark photos given the wrong landmark. The shipped defaults (the gallery's
+whitening and the open-set score): no wrong landmark, and on the open-set protocol (5 of 15 landmarks held out,
+3 seeds) at least 0.95 of the unknown landmarks turned away, as `landmarks eval --holdout-landmarks 5
+--holdout-repeats 3` reports. Embeddings are cached under the state dir, so re-runs take seconds; the first run
+embeds 1,485 photos (about a minute on 2 idle cores).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.shared_data, pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def report(shared_data: Path) -> dict[str, Any]:
+def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
     from shared.model import Embedder, EmbedderConfig
-    from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.recognition.evaluation import embed_rows, read_eval_manifest
     from shared.settings import Settings
 
     config = EmbedderConfig()  # the defaults, not the environment: this checks what `model build` ships
@@ -34,7 +37,47 @@ def report(shared_data: Path) -> dict[str, Any]:
         min_side=config.image_size,
     )
     assert not embedded.failed
-    return evaluate_embeddings(rows, embedded, embedder.describe(), EvalOptions())
+    return rows, embedded, embedder.describe()
+
+
+def shipped_options() -> Any:
+    from shared.recognition.evaluation import EvalOptions
+    from shared.recognition.whitening import whitening_options
+    from shared.settings import RecognitionSettings
+
+    rec = RecognitionSettings()  # the defaults, not the environment
+    return EvalOptions(unknown_rejection=rec.unknown_rejection, whitening=whitening_options(rec.whitening_dim))
+
+
+@pytest.fixture(scope="module")
+def report(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """The closed-set rule alone: raw features, no open-set score."""
+    from shared.recognition.evaluation import EvalOptions, evaluate_embeddings
+
+    rows, embedded, model = corpus
+    return evaluate_embeddings(rows, embedded, model, EvalOptions())
+
+
+@pytest.fixture(scope="module")
+def shipped(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    from shared.recognition.evaluation import evaluate_embeddings
+
+    rows, embedded, model = corpus
+    return evaluate_embeddings(rows, embedded, model, shipped_options())
+
+
+@pytest.fixture(scope="module")
+def open_set(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """The open-set protocol with the shipped defaults: 5 of 15 landmarks held out, seeds 0-2."""
+    from shared.recognition.evaluation import evaluate_embeddings
+    from shared.recognition.open_set_eval import apply_holdout, holdout_splits, summarize
+
+    rows, embedded, model = corpus
+    reports = []
+    for held in holdout_splits(rows, count=5, seed=0, repeats=3):
+        split_rows, kept = apply_holdout(rows, held)
+        reports.append(evaluate_embeddings(split_rows, embedded.subset(kept), model, shipped_options())["open_set"])
+    return summarize(reports)
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -64,3 +107,21 @@ def test_at_most_one_non_landmark_is_accepted(report: dict[str, Any]) -> None:
 )
 def test_non_landmark_accuracy_meets_the_target(report: dict[str, Any]) -> None:
     assert report["non_landmark_accuracy"] >= 0.99, _summary(report)
+
+
+def test_the_shipped_decision_gives_no_wrong_landmark(shipped: dict[str, Any]) -> None:
+    """With the open-set score (and the whitening it is fitted in) the closed set pays in right answers (0.741 in
+    the README) and gives no photo a wrong album; everyday photos stay out."""
+    assert shipped["wrong_landmark"] == 0, _summary(shipped)
+    assert shipped["landmark_accuracy"] >= 0.70, _summary(shipped)
+    assert shipped["open_set"]["everyday_rejection"] == 1.0, _summary(shipped)
+
+
+def test_unknown_landmarks_are_turned_away(open_set: dict[str, Any]) -> None:
+    """The open-set protocol's means (README: 0.973 unknown rejection at 0.733 known accuracy, 0 wrong). The
+    issue's 0.75 known accuracy at 0.95 is not reached yet; this guards what is."""
+    mean = open_set["mean"]
+    assert mean["unknown_landmark_rejection"] >= 0.95, mean
+    assert mean["known_wrong_share"] <= 0.01, mean
+    assert mean["everyday_rejection"] >= 0.99, mean
+    assert mean["known_accuracy"] >= 0.70, mean

@@ -220,3 +220,21 @@ def test_a_corrupt_upload_and_an_ownerless_one_fail_with_a_reason_once(e2e: Runn
     assert found[corrupt][0].startswith("not_an_image: ") and found[ownerless][0].startswith("no_owner: ")
     with e2e.factory() as session:
         assert albums_of(session, gus) == {}
+
+
+def test_landmarks_the_model_does_not_know_get_no_album(e2e: RunningStack) -> None:
+    """The Leaning Tower of Pisa and the Great Wall are not in the stack's model (E2E_LANDMARKS): without the
+    open-set score they went into the Colosseum's and the Great Pyramid's albums; with it they get none."""
+    owner = user("traveller")
+    keys = {
+        f"users/{owner}/pisa.jpg": demo_photo(e2e, "alice", "leaning_tower_of_pisa.jpg"),
+        f"users/{owner}/great_wall.jpg": demo_photo(e2e, "alice", "great_wall.jpg"),
+    }
+    for key, data in keys.items():
+        e2e.upload(key, data, owner=owner)
+    photos = wait_final(e2e, list(keys))
+    with e2e.factory() as session:
+        assert albums_of(session, owner) == {}
+        for photo in photos.values():
+            assert photo.status == PhotoStatus.done
+            assert best_landmark(session, photo) is None

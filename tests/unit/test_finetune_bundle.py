@@ -12,6 +12,7 @@ from PIL import Image
 
 from shared.index import l2_normalize
 from shared.model import Embedder, EmbedderConfig
+from shared.model.head import project
 from shared.recognition import (
     Bundle,
     BundleIntegrityError,
@@ -23,7 +24,7 @@ from shared.recognition import (
 )
 from shared.recognition.bundle import BACKBONE_FILE
 from shared.training.finetune import FinetuneResult, finetune, pooled_features
-from shared.training.trainer import TrainConfig, TrainingData, project
+from shared.training.trainer import TrainConfig, TrainingData
 from workers.devstack.testing import drawn_photo as drawn
 
 CONFIG = EmbedderConfig(image_size=64)

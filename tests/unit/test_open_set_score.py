@@ -201,3 +201,40 @@ def test_stand_in_candidates_come_from_the_decisions_own_shortlist(world: dict) 
         DecisionParams(),
     )
     assert (s.runner_ids != s.best_ids).all() and (s.runner_ids > 0).all()
+
+
+def test_whitening_pulls_a_landmarks_photos_together_and_travels_as_the_bundles_head(world: dict) -> None:
+    from shared.model.head import project
+    from shared.recognition.whitening import learn_whitening, whitening_head
+
+    space = learn_whitening(world["gallery"], world["labels"], world["everyday"], dim=16)
+    assert space.dim == 16
+    np.testing.assert_allclose(project(whitening_head(space), world["gallery"]), space(world["gallery"]), atol=1e-5)
+
+    def within_vs_between(x: np.ndarray) -> float:
+        sims = x @ x.T
+        same = world["labels"][:, None] == world["labels"][None, :]
+        return float(sims[same & ~np.eye(len(x), dtype=bool)].mean() - sims[~same].mean())
+
+    assert within_vs_between(space(world["gallery"])) > within_vs_between(world["gallery"])
+
+
+def test_a_whitened_bundle_is_built_and_calibrated_in_spaces_learned_without_its_stand_ins(world: dict) -> None:
+    from shared.model.head import project
+    from shared.recognition.whitening import WhiteningOptions
+
+    landmarks = [LandmarkInfo(i, f"l{i}", f"L{i}") for i in range(1, KNOWN + 1)]
+    kwargs = dict(version="t", model={"backbone": "x"}, landmarks=landmarks, gallery=world["gallery"])
+    kwargs |= dict(gallery_landmarks=world["labels"], non_landmarks=world["everyday"][:40])
+    bundle = build_bundle_from_embeddings(**kwargs, unknown_rejection=0.9, whitening=WhiteningOptions(dim=24))
+    assert bundle.head_state and bundle.embedding_dim == 24
+    assert bundle.model["whitening"] == {"dim": 24, "shrink": 1.0} and bundle.model["embedding_dim"] == 24
+    assert bundle.open_set is not None and bundle.open_set.metrics["cross_fitted_space"] is True
+    assert bundle.open_set.negatives.shape[1] == 24
+    recognizer = Recognizer(bundle, NoEmbedder())
+    known = recognizer.decide(project(bundle.head_state, world["queries"]))
+    assert np.mean([r.landmark_id == t for r, t in zip(known, world["truth"], strict=True)]) >= 0.8
+    unknown = recognizer.decide(project(bundle.head_state, world["unknown"]))
+    assert sum(r.recognized for r in unknown) < 0.4 * len(unknown)
+    with pytest.raises(ValueError, match="one head"):
+        build_bundle_from_embeddings(**kwargs, head_state={"fc.weight": 0}, whitening=WhiteningOptions(dim=24))

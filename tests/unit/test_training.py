@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from shared.model.head import project
 from shared.recognition.bundle import LandmarkInfo, load_bundle, save_bundle
 from shared.training.crossfit import accepted, joint_threshold, score
 from shared.training.curriculum import curriculum_stages, region_of, stage_mask
 from shared.training.losses import LOSSES, CenterLoss
 from shared.training.pipeline import FeatureDataset, train_model
-from shared.training.trainer import TrainConfig, TrainingData, project, stage_plan, train_on_features
+from shared.training.trainer import TrainConfig, TrainingData, stage_plan, train_on_features
 
 
 def blobs(n_per: int, classes: int, dim: int, *, n_neg: int, seed: int = 0, spread: float = 0.35):

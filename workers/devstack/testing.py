@@ -376,6 +376,7 @@ def build_demo_model(
     from shared.model import Embedder, EmbedderConfig
     from shared.model_build import build_model
     from shared.recognition.evaluation import read_eval_manifest
+    from shared.recognition.whitening import whitening_options
     from shared.storage import ensure_buckets, make_minio
     from workers import demo_data
 
@@ -414,6 +415,8 @@ def build_demo_model(
             min_side=int(config.image_size * max(config.scales)),
             activate=True,
             rejection=rec.non_landmark_rejection,
+            unknown_rejection=rec.unknown_rejection,  # as `landmarks model build` ships it
+            whitening=whitening_options(rec.whitening_dim),
         )
     finally:
         engine.dispose()
