@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark
 from shared.gallery_formats import GalleryRow
-from shared.recognition.evaluation import EvalRow
+from shared.recognition.evaluation import UNKNOWN_LANDMARK_KIND, EvalRow
 from shared.storage import ObjectMissing, put_file, stat_object
 
 NEGATIVES_PREFIX = "_negatives"
+UNKNOWN_LANDMARKS_PREFIX = "_unknown_landmarks"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ImportReport:
     photos_added: int = 0
     photos_known: int = 0
     negatives_added: int = 0
+    unknown_landmarks_added: int = 0
     objects_uploaded: int = 0
     references_set: int = 0
     per_landmark: dict[str, int] = field(default_factory=dict)
@@ -95,7 +97,8 @@ def import_rows(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Landmark rows become gallery photos (role ``train``, or ``reference`` for rows flagged so), non-landmark
-    rows ``negative`` photos."""
+    rows ``negative`` photos and ``unknown_landmark`` rows (landmarks the gallery does not know, on purpose)
+    ``unknown_landmark`` photos."""
     report = ImportReport()
     landmark_ids: dict[str, int] = {}
     for row in rows:
@@ -113,6 +116,10 @@ def import_rows(
             role = GalleryRole.reference if isinstance(row, GalleryRow) and row.reference else GalleryRole.train
             conflict = ["landmark_id", "bucket", "key"]
             where = None
+        elif row.kind == UNKNOWN_LANDMARK_KIND:
+            landmark_id, key = None, content_key(UNKNOWN_LANDMARKS_PREFIX, row.path)
+            role = GalleryRole.unknown_landmark
+            conflict, where = ["bucket", "key"], GalleryPhoto.landmark_id.is_(None)
         else:
             landmark_id, key, role = None, content_key(NEGATIVES_PREFIX, row.path), GalleryRole.negative
             conflict, where = ["bucket", "key"], GalleryPhoto.landmark_id.is_(None)
@@ -131,6 +138,8 @@ def import_rows(
             report.photos_added += 1
             report.references_set += int(role == GalleryRole.reference)
             report.per_landmark[row.landmark] = report.per_landmark.get(row.landmark, 0) + 1  # type: ignore[index]
+        elif role == GalleryRole.unknown_landmark:
+            report.unknown_landmarks_added += 1
         else:
             report.negatives_added += 1
     return report

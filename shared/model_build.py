@@ -34,6 +34,7 @@ class GallerySnapshot:
     landmarks: list[LandmarkInfo]
     photos: list[tuple[str, str, int, GalleryRole]]  # bucket, key, landmark id, role
     negatives: list[tuple[str, str]]
+    unknown_landmarks: list[tuple[str, str]] = field(default_factory=list)  # the operator's landmark-like negatives
 
 
 @dataclass
@@ -64,15 +65,14 @@ def gallery_snapshot(session: Session) -> GallerySnapshot:
             LandmarkInfo(lm.id, lm.slug, lm.name, city.name if city else "", lm.country, lm.lat, lm.lon),
         )
         photos.append((bucket, key, lm.id, role))
-    negatives = [
-        (bucket, key)
-        for bucket, key in session.execute(
-            select(GalleryPhoto.bucket, GalleryPhoto.key)
-            .where(GalleryPhoto.role == GalleryRole.negative)
-            .order_by(GalleryPhoto.id)
-        )
-    ]
-    return GallerySnapshot(list(landmarks.values()), photos, negatives)
+
+    def objects(role: GalleryRole) -> list[tuple[str, str]]:
+        query = select(GalleryPhoto.bucket, GalleryPhoto.key).where(GalleryPhoto.role == role)
+        return [(bucket, key) for bucket, key in session.execute(query.order_by(GalleryPhoto.id))]
+
+    return GallerySnapshot(
+        list(landmarks.values()), photos, objects(GalleryRole.negative), objects(GalleryRole.unknown_landmark)
+    )
 
 
 def embed_objects(
@@ -140,13 +140,15 @@ def build_model(
         client, embedder, [(b, k) for b, k, _, _ in snap.photos], min_side=min_side, progress=progress
     )
     negatives = embed_objects(client, embedder, snap.negatives, min_side=min_side, progress=progress)
+    unknown = embed_objects(client, embedder, snap.unknown_landmarks, min_side=min_side, progress=progress)
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
     metrics = {
         "landmarks": len(snap.landmarks),
         "gallery_photos": len(gallery.ok),
         "negatives": len(negatives.ok),
-        "failed_photos": len(gallery.failed) + len(negatives.failed),
+        "unknown_landmarks": len(unknown.ok),
+        "failed_photos": len(gallery.failed) + len(negatives.failed) + len(unknown.failed),
         "calibration": f"threshold rejects {rejection:.0%} of the gallery's negatives (in-sample)",
     }
     bundle = bundle_from_gallery(
@@ -159,6 +161,7 @@ def build_model(
         rejection=rejection,
         unknown_rejection=unknown_rejection,
         whitening=whitening,
+        unknown_landmarks=unknown.embeddings if len(unknown.ok) else None,
         metrics=metrics,
     )
     return publish_bundle(
@@ -178,6 +181,7 @@ def bundle_from_gallery(
     metrics: dict[str, Any],
     unknown_rejection: float | None = None,
     whitening: WhiteningOptions | None = None,
+    unknown_landmarks: np.ndarray | None = None,
 ) -> Bundle:
     """The untrained decision's bundle from embeddings of the gallery photos (``gallery_ok``: their indices in
     ``snap.photos``) and of the negatives: centroids, references (the hand-picked ones when every landmark has
@@ -198,6 +202,7 @@ def bundle_from_gallery(
         rejection=rejection,
         unknown_rejection=unknown_rejection,
         whitening=whitening,
+        unknown_landmarks=unknown_landmarks,
         metrics=metrics,
     )
 

@@ -48,6 +48,7 @@ def prepare(
     table.add_column("where")
     table.add_row(f"gallery: {len(data.landmarks)} landmarks", str(data.gallery_photos), "gallery/<slug>/")
     table.add_row("calibration: non-landmarks", str(data.calibration_photos), "calibration/")
+    table.add_row("calibration: landmarks not in the gallery", str(data.unknown_landmark_photos), "unknown/")
     for user, count in sorted(users.items()):
         table.add_row(f"uploads of {user} ({known[user]} of gallery landmarks)", str(count), f"uploads/{user}/")
     table.add_row("gallery manifest", "", data.gallery_csv.name)

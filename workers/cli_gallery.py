@@ -86,7 +86,8 @@ def gallery_import(
     console.print(
         f"landmarks created: {report.landmarks_created}; photos added: {report.photos_added} "
         f"(already known: {report.photos_known}); references set: {report.references_set}; "
-        f"negatives added: {report.negatives_added}; objects uploaded: {report.objects_uploaded}"
+        f"negatives added: {report.negatives_added}; unknown landmarks added: {report.unknown_landmarks_added}; "
+        f"objects uploaded: {report.objects_uploaded}"
     )
 
 
@@ -235,8 +236,9 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table("version", "status", "backbone", "created", "landmarks", "centroids")
+    table = Table("version", "status", "backbone", "created", "landmarks", "centroids", "open set")
     for d in data:
+        rejection = d["metrics"].get("open_set_stand_in_rejection")
         table.add_row(
             d["version"],
             d["status"],
@@ -244,6 +246,7 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             d["created_at"][:19],
             str(d["metrics"].get("landmarks", "")),
             str(d["metrics"].get("centroids", "")),
+            "-" if rejection is None else f"{rejection:.2f}",  # share of unknown-landmark stand-ins turned away
         )
     console.print(table)
 

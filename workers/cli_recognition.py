@@ -228,13 +228,23 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
         table.add_row(f"count.{key}", _fmt(value))
     for key, value in report.get("finetune", {}).get("without_head", {}).items():
         table.add_row(f"tuned features, no head: {key}", _fmt(value))
-    if report.get("held_out"):
-        table.add_row("open_set.held_out", ", ".join(report["held_out"]))
-    for key, value in report.get("open_set", {}).items():
+    console.print(table)
+    if "open_set" in report:
+        _print_open_set(console, report["open_set"], report.get("held_out") or [])
+
+
+def _print_open_set(console: Console, figures: dict[str, Any], held: list[str]) -> None:
+    """The open-set figures in a table of their own (landmarks the gallery does not know)."""
+    title = "open set" + (f" (held out: {', '.join(held)})" if held else "")
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
         if isinstance(value, dict):
-            table.add_row(f"open_set.{key}", ", ".join(f"{k} {v}" for k, v in value.items()))
+            for part, count in value.items():
+                table.add_row(f"{key}.{part}", _fmt(count))
         else:
-            table.add_row(f"open_set.{key}", _fmt(value))
+            table.add_row(key, _fmt(value))
     console.print(table)
 
 

@@ -33,6 +33,7 @@ JPEG_QUALITY = 92
 MANIFEST_FIELDS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
 UPLOAD_FIELDS = ("user", "path", "expected_landmark", "source")
 MARKER = ".landmarks-demo"
+UNKNOWN_LANDMARK = "unknown_landmark"  # the manifest kind (shared.recognition.evaluation.UNKNOWN_LANDMARK_KIND)
 
 _ACTIVITIES = "gcompris/src/activities"
 _MONUMENTS = f"{_ACTIVITIES}/explore_monuments/resource"
@@ -152,6 +153,7 @@ class DemoData:
     gallery_photos: int
     calibration_photos: int
     uploads: tuple[DemoUpload, ...]
+    unknown_landmark_photos: int = 0  # monuments the gallery does not know, never uploaded: the open-set score's
 
 
 # --- Qt resource files -------------------------------------------------------------------------------------------
@@ -462,6 +464,7 @@ def prepare_demo(
     gallery_rows = _write_gallery(archives["explore_monuments.rcc"], landmarks, out_dir, written)
     calibration_rows, upload_sources = _write_calibration(archives, out_dir, written)
     uploads = _write_uploads(archives["categorization.rcc"], upload_sources, landmarks, out_dir, written)
+    unknown_rows = _write_unknown_landmarks(archives["categorization.rcc"], out_dir, written)
 
     by_slug = {lm.slug: lm for lm in landmarks}
     test_rows = [
@@ -480,9 +483,10 @@ def prepare_demo(
         gallery_photos=len(gallery_rows),
         calibration_photos=len(calibration_rows),
         uploads=tuple(uploads),
+        unknown_landmark_photos=len(unknown_rows),
     )
-    _write_csv(data.gallery_csv, MANIFEST_FIELDS, gallery_rows + calibration_rows)
-    _write_csv(data.eval_csv, MANIFEST_FIELDS, gallery_rows + calibration_rows + test_rows)
+    _write_csv(data.gallery_csv, MANIFEST_FIELDS, gallery_rows + calibration_rows + unknown_rows)
+    _write_csv(data.eval_csv, MANIFEST_FIELDS, gallery_rows + calibration_rows + unknown_rows + test_rows)
     _write_csv(
         data.uploads_csv,
         UPLOAD_FIELDS,
@@ -547,6 +551,25 @@ def _write_calibration(
             rows.append(_non_landmark_row(relative))
             written.append((relative, resource))
     return rows, rest
+
+
+def _write_unknown_landmarks(
+    categorization: dict[str, bytes], out_dir: Path, written: list[tuple[str, str]]
+) -> list[dict[str, str]]:
+    """The categorization activity's monuments that no upload shows, as ``unknown/<name>.jpg`` rows of kind
+    ``unknown_landmark``: landmark-like photos of places the gallery does not know, which a model build turns
+    away and calibrates its open-set score on (the uploads' unknown monuments are never among them)."""
+    uploaded = {stem for _, stem, _ in UPLOAD_MONUMENTS}
+    rows = []
+    for resource in _images_in(categorization, f"{_CATEGORIZATION}/monuments"):
+        stem = posixpath.splitext(posixpath.basename(resource))[0]
+        if stem in uploaded:
+            continue
+        relative = f"unknown/{_snake(stem)}.jpg"
+        _save_jpeg(to_rgb(categorization[resource]), out_dir / relative)
+        rows.append(_non_landmark_row(relative) | {"kind": UNKNOWN_LANDMARK})
+        written.append((relative, resource))
+    return rows
 
 
 def _write_uploads(

@@ -69,6 +69,7 @@ class GalleryRole(enum.StrEnum):
     candidate = "candidate"
     rejected = "rejected"
     negative = "negative"  # a known non-landmark photo: calibrates the threshold, trains the "no landmark" class
+    unknown_landmark = "unknown_landmark"  # a landmark the gallery does not know: calibrates the open-set score
 
 
 class ModelStatus(enum.StrEnum):
@@ -133,7 +134,8 @@ class Landmark(Base):
 class GalleryPhoto(Base):
     """A photo used to build and clean the recognition model (never a user's album entry).
 
-    Landmark photos have a landmark; ``negative`` photos (no landmark) have none and are unique by object.
+    Landmark photos have a landmark; ``negative`` and ``unknown_landmark`` photos (no landmark) have none and are
+    unique by object.
     """
 
     __tablename__ = "gallery_photos"

@@ -158,15 +158,25 @@ def calibrate_thresholds(
     global_rejection: float = 0.9,
     geo_rejection: float = 0.9,
     margin_share: float = 0.5,
+    unknown_landmarks: np.ndarray | None = None,
 ) -> Thresholds:
-    """Thresholds from the non-landmarks (and the gallery, leave-one-out, for the margin); see the module doc."""
+    """Thresholds from the non-landmarks (and the gallery, leave-one-out, for the margin); see the module doc.
+
+    ``unknown_landmarks``: the operator's photos of landmarks the gallery does not know; they join the everyday
+    photos in each landmark's own threshold only (a landmark with a known look-alike asks for more), not in the
+    global ones, which an everyday photo's share sets."""
     s = candidate_scores(non_landmarks, centroids, references, params)
     global_score = calibrate_threshold(s.centroid, global_rejection)
     verification = calibrate_threshold(s.verification, rejection)
     per_landmark: dict[int, float] = {}
     if landmark_rejection:
+        columns = s.all_verification
+        if unknown_landmarks is not None and len(unknown_landmarks):
+            columns = np.concatenate(
+                [columns, candidate_scores(unknown_landmarks, centroids, references, params).all_verification]
+            )
         for j, lid in enumerate(s.landmark_ids):
-            col = s.all_verification[:, j]
+            col = columns[:, j]
             if np.isfinite(col).any():
                 per_landmark[int(lid)] = calibrate_threshold(col, landmark_rejection)
     thresholds = Thresholds(
@@ -216,12 +226,15 @@ def build_bundle_from_embeddings(
     metrics: dict[str, Any] | None = None,
     unknown_rejection: float | None = None,
     whitening: WhiteningOptions | None = None,
+    unknown_landmarks: np.ndarray | None = None,
 ) -> Bundle:
     """Cluster the gallery into centroids, choose references, calibrate thresholds on non-landmarks; with
     ``unknown_rejection``, also the open-set score on landmarks left out of the gallery (that share of them is
     turned away; :mod:`shared.recognition.open_set`). With ``whitening``, all of it happens in the space of the
     gallery's supervised whitening (:mod:`shared.recognition.whitening`), which the bundle carries as its head;
-    the embeddings given are then the raw ones."""
+    the embeddings given are then the raw ones. ``unknown_landmarks``: the operator's photos of landmarks the
+    gallery does not know (landmark-like negatives): they raise the thresholds of the landmarks they resemble and
+    join the open-set score's stand-ins."""
     decision = decision or DecisionParams()
     gallery_landmarks = np.asarray(gallery_landmarks, dtype=np.int64)
     learn = None
@@ -238,6 +251,8 @@ def build_bundle_from_embeddings(
 
         space = learn(np.ones(len(raw_gallery), dtype=bool))
         gallery, non_landmarks = space(raw_gallery), space(raw_negatives)
+        raw_unknown = None if unknown_landmarks is None else l2_normalize(unknown_landmarks)
+        unknown_landmarks = None if raw_unknown is None else space(raw_unknown)
         references = None if raw_references is None else space(raw_references)
         head_state = whitening_head(space)
         model = {**model, "whitening": {"dim": space.dim, "shrink": whitening.shrink}, "embedding_dim": space.dim}
@@ -265,6 +280,7 @@ def build_bundle_from_embeddings(
         global_rejection=global_rejection,
         geo_rejection=geo_rejection,
         margin_share=margin_share,
+        unknown_landmarks=None if unknown_landmarks is None else l2_normalize(unknown_landmarks),
     )
     open_set = None
     if unknown_rejection and learn is None:
@@ -276,6 +292,7 @@ def build_bundle_from_embeddings(
             l2_normalize(non_landmarks),
             decision,
             unknown_rejection=unknown_rejection,
+            unknown_landmarks=None if unknown_landmarks is None else l2_normalize(unknown_landmarks),
         )
     elif unknown_rejection:  # stand-ins scored in spaces learned without them: raw inputs, one centroid a landmark
         raw_refs = raw_gallery[reference_rows(gallery, gallery_landmarks, max_references)]
@@ -293,6 +310,7 @@ def build_bundle_from_embeddings(
             decision,
             unknown_rejection=unknown_rejection,
             learn=learn,
+            unknown_landmarks=raw_unknown,
         )
     metrics = dict(metrics or {})
     if open_set is not None:  # flat, so `landmarks status` and `model list` show them

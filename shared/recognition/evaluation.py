@@ -1,7 +1,9 @@
 """Offline evaluation on a manifest CSV: build a bundle from the ``train`` rows, score every ``test`` row.
 
-Manifest columns: ``path,kind,landmark_id,landmark_name,city,country,lat,lon,split`` (paths relative to the
-manifest; kind ``landmark`` | ``non_landmark``). Embeddings are cached on disk per file (path, size, mtime) and
+Manifest columns: ``path,kind,landmark_id,landmark_name,city,country,lat,lon,split`` and an optional ``notes``
+(paths relative to the manifest; kind ``landmark`` | ``non_landmark`` | ``unknown_landmark``, a landmark the
+gallery does not know: the operator's landmark-like negatives in train rows, photos that must get no album in
+test rows). Embeddings are cached on disk per file (path, size, mtime) and
 embedder config, so re-runs with other decision parameters skip the network.
 """
 
@@ -31,6 +33,10 @@ from shared.recognition.whitening import WhiteningOptions
 REQUIRED_COLUMNS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
 # A non-landmark row whose (optional) ``notes`` column says this shows a landmark the gallery does not know.
 UNKNOWN_LANDMARK_NOTE = "unknown landmark"
+# The kind of a row that shows a landmark the gallery does not know, on purpose: in train rows the operator's
+# landmark-like negatives (they calibrate the open-set score), in test rows photos that must get no album.
+UNKNOWN_LANDMARK_KIND = "unknown_landmark"
+KINDS = ("landmark", "non_landmark", UNKNOWN_LANDMARK_KIND)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,11 @@ class EvalRow:
     @property
     def is_unknown_landmark(self) -> bool:
         """A landmark the gallery does not know: held out, or so marked in the manifest's notes."""
-        return not self.is_landmark and (self.held_out is not None or UNKNOWN_LANDMARK_NOTE in self.notes.lower())
+        return not self.is_landmark and (
+            self.kind == UNKNOWN_LANDMARK_KIND
+            or self.held_out is not None
+            or UNKNOWN_LANDMARK_NOTE in self.notes.lower()
+        )
 
 
 def _float(text: str) -> float | None:
@@ -89,7 +99,7 @@ def read_eval_manifest(csv_path: Path, *, limit: int | None = None) -> list[Eval
             )
             for r in reader
         ]
-    bad = {r.kind for r in rows} - {"landmark", "non_landmark"}
+    bad = {r.kind for r in rows} - set(KINDS)
     if bad:
         raise ValueError(f"{csv_path}: unknown kind(s) {sorted(bad)}")
     if limit and limit < len(rows):
@@ -251,7 +261,8 @@ def build_eval_bundle(
     landmarks = landmarks_from_rows(rows)
     ids = {lm.slug: lm.id for lm in landmarks}
     train_l = [i for i, r in enumerate(rows) if r.split == "train" and r.is_landmark]
-    train_n = [i for i, r in enumerate(rows) if r.split == "train" and not r.is_landmark]
+    train_n = [i for i, r in enumerate(rows) if r.split == "train" and r.kind == "non_landmark"]
+    train_u = [i for i, r in enumerate(rows) if r.split == "train" and r.kind == UNKNOWN_LANDMARK_KIND]
     if not train_l or not train_n:
         raise ValueError("the manifest needs train rows of both kinds (landmark and non_landmark)")
     return build_bundle_from_embeddings(
@@ -271,6 +282,7 @@ def build_eval_bundle(
         margin_share=options.margin_share,
         unknown_rejection=options.unknown_rejection,
         whitening=options.whitening,
+        unknown_landmarks=embeddings[train_u] if train_u else None,
         decision=DecisionParams(
             geo_radius_km=options.geo_radius_km,
             top_k=options.top_k,
@@ -328,7 +340,8 @@ def evaluate_embeddings(
                 **report["counts"],
                 "rows": len(rows),
                 "train_landmark": sum(r.split == "train" and r.is_landmark for r in rows),
-                "train_non_landmark": sum(r.split == "train" and not r.is_landmark for r in rows),
+                "train_non_landmark": sum(r.split == "train" and r.kind == "non_landmark" for r in rows),
+                "train_unknown_landmark": sum(r.split == "train" and r.kind == UNKNOWN_LANDMARK_KIND for r in rows),
                 "test": len(test),
                 "embedded": embedded.embedded,
                 "from_cache": len(rows) - embedded.embedded,

@@ -183,6 +183,7 @@ class _Space:
     centroids: LandmarkIndex
     references: LandmarkIndex
     negatives: np.ndarray
+    transform: Transform
 
     @classmethod
     def of(
@@ -198,6 +199,7 @@ class _Space:
             LandmarkIndex(transform(centroids.vectors), centroids.labels),
             LandmarkIndex(transform(references.vectors), references.labels),
             transform(negatives),
+            transform,
         )
 
     def without(self, landmarks: np.ndarray) -> tuple[LandmarkIndex, LandmarkIndex] | None:
@@ -221,6 +223,7 @@ def fit_open_set(
     *,
     unknown_rejection: float,
     learn: Learner | None = None,
+    unknown_landmarks: np.ndarray | None = None,
 ) -> OpenSetModel | None:
     """Fit the combiner on the gallery decided leave-one-out (photos matched to their own landmark) against
     unknown-landmark stand-ins (each landmark's photos decided without that landmark), and set its threshold to
@@ -229,6 +232,11 @@ def fit_open_set(
     ``learn``: the embeddings are raw and the bundle's space is learned from the gallery (the whitening). Each
     stand-in fold and each fold of known photos is then scored in a space learned without those photos, as a
     photo the model never saw is: a space learned with them would make them look more known than they are.
+
+    ``unknown_landmarks``: real photos of landmarks the gallery does not know (the operator's, raw when
+    ``learn`` is given): stand-ins of their own, decided against the whole gallery, and every one of them is
+    turned away (the threshold is at least their highest score), as each landmark's own threshold turns away every
+    known everyday photo.
     """
     from shared.recognition.build import candidate_scores  # build imports this module
 
@@ -268,6 +276,12 @@ def fit_open_set(
             continue
         cands = candidate_scores(s.gallery[out], *rest, params)
         stand_ins.append(features(s, rest[1], s.gallery[out], cands.best_ids, runner_ups(cands.runner_ids)))
+    operator = np.zeros((0, len(FEATURES)))
+    if unknown_landmarks is not None and len(unknown_landmarks):
+        extra = final.transform(unknown_landmarks)
+        cands = candidate_scores(extra, final.centroids, final.references, params)
+        operator = features(final, final.references, extra, cands.best_ids, runner_ups(cands.runner_ids))
+        stand_ins.append(operator)
     if not stand_ins or not positives:
         return None
     known_x, unknown = np.concatenate(positives), np.concatenate(stand_ins)
@@ -277,6 +291,8 @@ def fit_open_set(
     model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives)
     unknown_scores, known_scores = model.score(unknown), model.score(known_x)
     threshold = calibrate_threshold(unknown_scores, unknown_rejection)
+    if len(operator):  # the operator's own unknown landmarks are all turned away, as every everyday photo is
+        threshold = max(threshold, calibrate_threshold(model.score(operator), 1.0))
     metrics = {
         "unknown_rejection": unknown_rejection,
         "stand_ins": int(len(unknown)),
@@ -285,6 +301,7 @@ def fit_open_set(
         "gallery_acceptance": float(np.mean(known_scores > threshold)),
         "folds": len(landmark_folds(landmarks)),
         "cross_fitted_space": learn is not None,
+        "operator_unknown_landmarks": 0 if unknown_landmarks is None else int(len(unknown_landmarks)),
     }
     return OpenSetModel(weights, bias, mean, std, threshold, k, density, final.negatives.astype(np.float32), metrics)
 

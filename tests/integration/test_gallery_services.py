@@ -116,6 +116,30 @@ def _write_manifest(path: Path, rows: list[dict[str, object]], extra: list[str])
     return path
 
 
+def test_unknown_landmark_rows_become_unknown_landmark_photos_once(db_session: Session, s3, tmp_path: Path) -> None:
+    """The operator's photos of landmarks the gallery does not know: no landmark, their own role, kept apart from
+    the everyday negatives; model builds read them as such (gallery_snapshot)."""
+    from shared.model_build import gallery_snapshot
+
+    client, bucket = s3
+    _save(tower(90), tmp_path / "capitol.jpg")
+    _save(noise(9), tmp_path / "cat.jpg")
+    rows = [{"path": "capitol.jpg", "kind": "unknown_landmark", "split": "train"}]
+    rows.append({"path": "cat.jpg", "kind": "non_landmark", "split": "train"})
+    manifest = _write_manifest(tmp_path / "m.csv", rows, [])
+
+    first = import_rows(db_session, client, bucket, read_manifest(manifest).rows)
+    assert (first.unknown_landmarks_added, first.negatives_added, first.landmarks_created) == (1, 1, 0)
+    again = import_rows(db_session, client, bucket, read_manifest(manifest).rows)
+    assert (again.unknown_landmarks_added, again.negatives_added, again.photos_known) == (0, 0, 2)
+    snap = gallery_snapshot(db_session)
+    unknown_keys = {key for _, key in snap.unknown_landmarks}
+    negative_keys = {key for _, key in snap.negatives}
+    assert len(unknown_keys) >= 1 and not unknown_keys & negative_keys
+    photo = db_session.execute(select(GalleryPhoto).where(GalleryPhoto.key.in_(unknown_keys))).scalars().first()
+    assert photo is not None and photo.landmark_id is None and photo.role == GalleryRole.unknown_landmark
+
+
 def test_manifest_import_with_references_is_idempotent(db_session: Session, s3, tmp_path: Path) -> None:
     client, bucket = s3
     slug = _slug("tower")

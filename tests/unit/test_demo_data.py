@@ -19,6 +19,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from shared.recognition.evaluation import UNKNOWN_LANDMARK_KIND
 from workers import cli_demo
 from workers.demo_data import (
     DEFAULT_RCC_DIR,
@@ -297,7 +298,15 @@ def test_prepare_demo_writes_the_gallery_calibration_and_uploads(demo) -> None:
     kinds = Counter(row["kind"] for row in gallery)
 
     assert list(gallery[0]) == list(MANIFEST_FIELDS)
-    assert kinds == {"landmark": len(landmarks) * len(GALLERY_VIEWS), "non_landmark": demo.calibration_photos}
+    assert kinds == {
+        "landmark": len(landmarks) * len(GALLERY_VIEWS),
+        "non_landmark": demo.calibration_photos,
+        UNKNOWN_LANDMARK_KIND: demo.unknown_landmark_photos,
+    }
+    # landmarks the gallery does not know, to calibrate on: never a photo an upload shows
+    unknown_sources = {p.name for p in (demo.out_dir / "unknown").iterdir()}
+    assert demo.unknown_landmark_photos >= 10 and len(unknown_sources) == demo.unknown_landmark_photos
+    assert not unknown_sources & {Path(u["path"]).name for u in uploads}
     assert Counter(row["landmark_id"] for row in gallery if row["kind"] == "landmark") == dict.fromkeys(
         landmarks, len(GALLERY_VIEWS)
     )
