@@ -15,6 +15,9 @@ from workers import demo_data
 app = typer.Typer(no_args_is_help=True)
 
 
+SUMMARY_LABELS = ("right album", "WRONG album", "missed (no album)", "correctly no album", "not processed")
+
+
 def default_out_dir() -> Path:
     """``<state dir>/demo``: where `prepare` writes and the demo run reads."""
     from shared.settings import get_settings
@@ -139,8 +142,8 @@ def run(
         else:
             tally["correctly no album"] += 1
     console.rule("5. summary")
-    for label, count in sorted(tally.items()):
-        console.print(f"{label:>20}: {count}")
+    for label in SUMMARY_LABELS:  # every line, zeros too: "WRONG album: 0" is the figure that matters most
+        console.print(f"{label:>20}: {tally[label]}")
     console.print(f"Flower (workers, queues): http://127.0.0.1:{settings.flower.port}")
     for user in sorted({u for u, _ in keys.values()}):
         console.print(f"Album page of {user}: {album_page_url(settings, user)}")
