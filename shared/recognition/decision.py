@@ -142,23 +142,11 @@ class PresenceGate:
 
 
 def apply_gate(result: RecognitionResult, gate_logit: float, threshold: float) -> RecognitionResult:
-    """Step 4 of the rule: a non-GPS acceptance whose gate logit is not above ``threshold`` becomes "none".
-
-    The vetoed result describes the candidate it turned down (``runner_up`` and ``score``), as every "none" does.
-    """
+    """Step 4 of the rule: a non-GPS acceptance whose gate logit is not above ``threshold`` becomes "none"."""
     logit = float(gate_logit)
     if result.method == METHOD_GEO or not result.recognized or logit > threshold:
         return replace(result, gate_logit=logit)
-    assert result.landmark_id is not None
-    return RecognitionResult(
-        None,
-        result.score,
-        METHOD_NONE,
-        result.model_version,
-        runner_up=(result.landmark_id, result.score),
-        gate_logit=logit,
-        gate_vetoed=True,
-    )
+    return turned_away(result, gate_logit=logit, gate_vetoed=True)
 
 
 def apply_open_set(
@@ -171,18 +159,22 @@ def apply_open_set(
         return result
     if not result.recognized or value > threshold:  # a turned-away photo keeps its score for explanations
         return replace(result, open_set_score=value, open_set_features=features)
+    return turned_away(result, open_set_score=value, open_set_features=features, open_set_vetoed=True)
+
+
+def turned_away(result: RecognitionResult, **why: Any) -> RecognitionResult:
+    """An acceptance vetoed by a later step: "none", describing the candidate it turned down (``runner_up`` and
+    ``score``) and the one behind it (``second``), as every "none" does; ``why`` marks the step and its value."""
     assert result.landmark_id is not None
-    return RecognitionResult(
-        None,
-        result.score,
-        METHOD_NONE,
-        result.model_version,
+    return replace(
+        result,
+        landmark_id=None,
+        method=METHOD_NONE,
         runner_up=(result.landmark_id, result.score),
-        gate_logit=result.gate_logit,
-        open_set_score=value,
-        open_set_features=features,
-        open_set_vetoed=True,
         second=result.runner_up,
+        verification_score=None,
+        matches=(),
+        **why,
     )
 
 
