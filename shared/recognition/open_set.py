@@ -25,7 +25,7 @@ and the threshold.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -251,10 +251,17 @@ def fit_open_set(
     def space(keep: np.ndarray | None) -> _Space:
         return _Space.of(_identity if learn is None else learn(_all(len(gl)) if keep is None else keep), *raw)
 
-    def features(s: _Space, refs: LandmarkIndex, photos: np.ndarray, best, runner, *, loo: bool = False):  # type: ignore[no-untyped-def]
-        return OpenSetFeatures(refs, reference_density(refs, k), s.negatives, k).compute(
-            photos, best, runner, leave_one_out=loo
-        )
+    def features(
+        s: _Space,
+        refs: LandmarkIndex,
+        photos: np.ndarray,
+        best: np.ndarray,
+        runner: list[int | None],
+        *,
+        loo: bool = False,
+    ) -> np.ndarray:
+        scorer = OpenSetFeatures(refs, reference_density(refs, k), s.negatives, k)
+        return scorer.compute(photos, best, runner, leave_one_out=loo)
 
     final = space(None)
     positives = []
@@ -288,7 +295,7 @@ def fit_open_set(
     labels = np.r_[np.ones(len(known_x)), np.zeros(len(unknown))]
     weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels)
     density = reference_density(final.references, k)
-    model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives)
+    model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives.astype(np.float32))
     unknown_scores, known_scores = model.score(unknown), model.score(known_x)
     threshold = calibrate_threshold(unknown_scores, unknown_rejection)
     if len(operator):  # the operator's own unknown landmarks are all turned away, as every everyday photo is
@@ -303,7 +310,7 @@ def fit_open_set(
         "cross_fitted_space": learn is not None,
         "operator_unknown_landmarks": 0 if unknown_landmarks is None else int(len(unknown_landmarks)),
     }
-    return OpenSetModel(weights, bias, mean, std, threshold, k, density, final.negatives.astype(np.float32), metrics)
+    return replace(model, threshold=threshold, metrics=metrics)
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
