@@ -240,7 +240,7 @@ class Recognizer:
         }
         if result.open_set_score is not None and self.open_set is not None:
             out["open_set"] = {
-                **(result.open_set_features or {}),
+                "features": result.open_set_features or {},
                 "score": round(result.open_set_score, 4),
                 "threshold": round(self.open_set.threshold, 4),
                 "vetoed": result.open_set_vetoed,

@@ -112,11 +112,10 @@ def test_the_decision_turns_away_unknown_landmarks_and_keeps_known_ones(world: d
     accepted = next(r for r in known if r.recognized)
     assert accepted.method == METHOD_VERIFIED and accepted.open_set_score > scored.open_set.threshold
     shown = scored.describe(accepted)["open_set"]
-    assert (
-        set(FEATURES) <= set(shown)
-        and shown["vetoed"] is False
-        and shown["threshold"] == pytest.approx(scored.open_set.threshold, abs=1e-4)
-    )
+    assert list(shown["features"]) == list(FEATURES) and shown["vetoed"] is False
+    assert shown["features"]["score"] == pytest.approx(accepted.score, abs=1e-3)  # the verification score
+    assert shown["score"] == pytest.approx(accepted.open_set_score, abs=1e-3)  # the combined one
+    assert shown["threshold"] == pytest.approx(scored.open_set.threshold, abs=1e-4)
 
 
 def test_gps_matches_are_never_vetoed(world: dict) -> None:
