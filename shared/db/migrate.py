@@ -119,15 +119,14 @@ def ensure_database(database_url: str) -> bool:
     try:
         with connect(database_url):
             return False
-    except DatabaseUnavailableError as target_error:
+    except DatabaseUnavailableError:
         maintenance = create_engine(url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
         try:
             with maintenance.connect() as conn:
-                if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}):
-                    raise target_error  # it exists, so the first failure was something else (permissions)
-                name = conn.dialect.identifier_preparer.quote(url.database or "")
-                conn.exec_driver_sql(f"CREATE DATABASE {name}")
-                return True
+                if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}):
+                    name = conn.dialect.identifier_preparer.quote(url.database or "")
+                    conn.exec_driver_sql(f"CREATE DATABASE {name}")
+                    return True
         except OperationalError as exc:
             raise DatabaseUnavailableError(_unavailable(database_url, exc)) from exc
         except DBAPIError as exc:
@@ -136,6 +135,10 @@ def ensure_database(database_url: str) -> bool:
             raise
         finally:
             maintenance.dispose()
+    # It exists: another process created it since our first try, or the first failure was something else
+    # (permissions), which a second try raises.
+    with connect(database_url):
+        return False
 
 
 def upgrade(database_url: str, revision: str = "head", *, create_database: bool = True) -> MigrationResult:
