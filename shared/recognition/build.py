@@ -295,10 +295,11 @@ def build_bundle_from_embeddings(
             unknown_landmarks=None if unknown_landmarks is None else l2_normalize(unknown_landmarks),
         )
     elif unknown_rejection:  # stand-ins scored in spaces learned without them: raw inputs, one centroid a landmark
-        raw_refs = raw_gallery[reference_rows(gallery, gallery_landmarks, max_references)]
-        raw_ref_landmarks = gallery_landmarks[reference_rows(gallery, gallery_landmarks, max_references)]
         if raw_references is not None and reference_landmarks is not None:
             raw_refs, raw_ref_landmarks = raw_references, np.asarray(reference_landmarks, dtype=np.int64)
+        else:  # the gallery rows the bundle's references were picked from
+            rows = reference_rows(gallery, gallery_landmarks, max_references)
+            raw_refs, raw_ref_landmarks = raw_gallery[rows], gallery_landmarks[rows]
         lids = np.unique(gallery_landmarks)
         means = l2_normalize(np.stack([raw_gallery[gallery_landmarks == lid].mean(axis=0) for lid in lids]))
         open_set = fit_open_set(
