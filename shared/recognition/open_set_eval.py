@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from shared.recognition.decision import METHOD_GEO, RecognitionResult, Thresholds
 from shared.recognition.open_set import OpenSetModel
@@ -118,23 +119,8 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
     pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
     if not len(pos) or not len(neg):
         return None
-    order = np.concatenate([pos, neg])
-    ranks = _average_ranks(order)
+    ranks = rankdata(np.concatenate([pos, neg]), method="average")
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
 
 
 def open_set_metrics(
