@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,20 @@ class S3Settings(BaseModel):
     photos_bucket: str = "photos"
     gallery_bucket: str = "gallery"
     models_bucket: str = "models"
+    # Where users' browsers reach the storage when `endpoint` is an internal address (a proxy, a public host):
+    # presigned URLs the API hands out are signed for this origin, e.g. "https://photos.example.com". None: the
+    # internal endpoint, which suits a laptop only. A scheme and host[:port], no path (S3 signs the host).
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
+            raise ValueError(f"public_url must be http(s)://host[:port] without a path, not {value!r}")
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 class SeaweedSettings(BaseModel):

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -47,6 +48,14 @@ def make_minio(
         maxsize=8,
     )
     return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
+
+
+def make_presigner(public_url: str, access_key: str, secret_key: str, *, region: str) -> Minio:
+    """A client that only signs URLs for ``public_url`` (``http(s)://host[:port]``), the storage's address as
+    users' browsers see it. Signing is local: with the region given, minio never asks the server for it."""
+    parts = urlsplit(public_url)
+    return Minio(parts.netloc, access_key=access_key, secret_key=secret_key, secure=parts.scheme == "https",
+                 region=region)  # fmt: skip
 
 
 def _unavailable(client: Minio, exc: Exception) -> ServiceUnavailable:

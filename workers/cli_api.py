@@ -46,7 +46,7 @@ def serve(
 
     from workers.api import create_app
     from workers.bridge.logs import configure_logging
-    from workers.runtime import minio_client, session_factory
+    from workers.runtime import minio_client, presign_client, session_factory
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -66,6 +66,7 @@ def serve(
     application = create_app(
         session_factory=factory,
         minio=minio_client(),
+        presigner=presign_client(),
         clients=settings.api_tokens,
         max_pixels=settings.recognition.max_pixels,
     )

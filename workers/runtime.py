@@ -10,14 +10,26 @@ from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.session import make_engine, make_session_factory, session_scope
-from shared.settings import get_settings
-from shared.storage import make_minio
+from shared.settings import S3Settings, get_settings
+from shared.storage import make_minio, make_presigner
 
 
 @cache
 def minio_client() -> Minio:
     s3 = get_settings().s3
     return make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure, region=s3.region)
+
+
+def presigner_for(s3: S3Settings) -> Minio | None:
+    """The client that signs URLs for users' browsers: None when no public URL is set (the S3 client signs)."""
+    if s3.public_url is None:
+        return None
+    return make_presigner(s3.public_url, s3.access_key, s3.secret_key.get_secret_value(), region=s3.region)
+
+
+@cache
+def presign_client() -> Minio:
+    return presigner_for(get_settings().s3) or minio_client()
 
 
 @cache

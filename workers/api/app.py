@@ -31,11 +31,14 @@ def create_app(
     minio: Minio,
     clients: Mapping[str, ApiClient],
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    presigner: Minio | None = None,
 ) -> FastAPI:
-    """The API and the album browser over one database and one S3 client."""
+    """The API and the album browser over one database and one S3 client; ``presigner`` signs the URLs handed
+    to users for the storage's public address (default: ``minio``, whose address may be internal)."""
     app = FastAPI(title="landmarks albums API", version="1", description=DESCRIPTION)
     app.state.sessions = session_factory
     app.state.minio = minio
+    app.state.presigner = presigner or minio
     app.state.tokens = TokenTable(clients)
     app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
     app.include_router(routes_v1.router)

@@ -76,8 +76,9 @@ def check_writer(principal: Principal) -> None:
 
 
 def object_url(request: Request, bucket: str, key: str) -> str:
-    """A presigned GET of the original object (valid an hour): signed locally, no call to S3."""
-    return request.app.state.minio.presigned_get_object(bucket, key, expires=PRESIGN_TTL)
+    """A presigned GET of the original object (valid an hour) at the storage's public address: signed locally,
+    no call to S3."""
+    return request.app.state.presigner.presigned_get_object(bucket, key, expires=PRESIGN_TTL)
 
 
 def photo_url(request: Request, photo: Photo) -> str:
