@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -88,7 +89,8 @@ def _jpeg(colour: tuple[int, int, int], label: int) -> bytes:
 
 
 def _outcome(slug: str, score: float) -> dict:
-    return {"matches": [{"landmark": slug, "score": score, "method": "global+verified", "verified": True}], "meta": {}}
+    match = {"landmark": slug, "score": score, "method": "global+verified", "verified": True}
+    return {"matches": [match], "meta": {}, "scenes": {"architecture": score}}
 
 
 class Server:
@@ -159,7 +161,7 @@ def album_world(weed: Settings, make_scratch_database) -> Iterator[tuple[session
 @pytest.fixture
 def server(weed: Settings, album_world) -> Iterator[Server]:
     factory, _ = album_world
-    clients = {"demo": ApiClient(token=SecretStr(TOKEN), users=["alice"])}
+    clients = {"demo": ApiClient(token=SecretStr(TOKEN), users=["alice", "bob"])}
     app = create_app(session_factory=factory, minio=seaweed.client(weed.s3), clients=clients)
     with Server(app) as running:
         yield running
@@ -205,6 +207,7 @@ def test_album_page_in_chromium_and_reject(server: Server, album_world, tmp_path
 
             page.click(".album[data-landmark=colosseum] a")
             assert page.locator(".photo-count").inner_text() == "3"
+            assert len(_rows(page, ".photo-card")) == 1  # a grid: the three cards side by side, not one per row
             assert page.locator(f".photo-card[data-photo='{rejected}']").count() == 1
             page.click(f".photo-card[data-photo='{rejected}'] a")
             page.wait_for_function("document.querySelector('.photo img').naturalWidth > 0")
@@ -220,3 +223,104 @@ def test_album_page_in_chromium_and_reject(server: Server, album_world, tmp_path
             shutil.copy(tmp_path / "after-reject.png", ARTIFACTS / "after-reject.png")
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def _offline_page(sync_api, viewport: tuple[int, int] = (1100, 800)) -> Iterator[tuple[object, list[tuple[str, str]]]]:
+    """A Chromium page that may reach 127.0.0.1 only: every other request is aborted and recorded as
+    (resource type, URL)."""
+    blocked: list[tuple[str, str]] = []
+
+    def only_local(route) -> None:
+        host = urlsplit(route.request.url).hostname
+        if route.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            route.continue_()
+        else:
+            blocked.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.route("**/*", only_local)
+            yield page, blocked
+        finally:
+            browser.close()
+
+
+def _shot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / name, ARTIFACTS / name)
+
+
+def _rows(page, selector: str) -> list[float]:
+    """The distinct top edges of the matching cards: fewer rows than cards means a grid, not a list."""
+    return sorted(
+        {round(page.locator(selector).nth(i).bounding_box()["y"]) for i in range(page.locator(selector).count())}
+    )
+
+
+def test_docs_render_their_operations_offline(tmp_path: Path) -> None:
+    """Swagger UI and ReDoc come from the package: with every non-local request blocked the operations show."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    clients = {"demo": ApiClient(token=SecretStr(TOKEN), users=["*"])}
+    app = create_app(session_factory=None, minio=None, clients=clients)  # type: ignore[arg-type]  # docs only
+    paths = set(app.openapi()["paths"])
+    with Server(app) as running, _offline_page(sync_api) as (page, blocked):
+        page.goto(f"{running.url}/docs")
+        page.wait_for_selector(".opblock-summary", timeout=15_000)
+        shown = page.locator(".opblock .opblock-summary-path").all_inner_texts()
+        assert {text.replace("\u200b", "") for text in shown} == paths  # Swagger UI breaks paths with U+200B
+        assert page.locator("#operations-albums-list_albums").count() == 1
+        _shot(page, tmp_path, "docs.png")
+        assert blocked == []  # Swagger UI asked nothing of the network
+
+        page.goto(f"{running.url}/redoc")
+        page.locator("h2", has_text="List Albums").wait_for(timeout=15_000)  # an operation's heading
+        assert page.locator("h2", has_text="Photo Thumbnail").count() >= 1  # once per tag it carries
+        _shot(page, tmp_path, "redoc.png")
+    # ReDoc's only remote request is its own "API docs by Redocly" logo image; no script, style or font.
+    assert [url for kind, url in blocked if kind != "image"] == []
+
+
+def test_sign_in_lands_on_the_users_a_token_may_read(server: Server, album_world, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with _offline_page(sync_api) as (page, blocked):
+        page.goto(f"{server.url}/")
+        page.wait_for_url(f"{server.url}/ui/login?next=%2Fui%2F")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/ui/")
+        assert page.locator(".user .user-name").all_inner_texts() == ["alice", "bob"]
+        alice = page.locator(".user[data-user=alice]")
+        assert (alice.locator(".album-count").inner_text(), alice.locator(".photo-count").inner_text()) == ("3", "5")
+        bob = page.locator(".user[data-user=bob]")  # allowed, nothing uploaded yet
+        assert (bob.locator(".album-count").inner_text(), bob.locator(".photo-count").inner_text()) == ("0", "0")
+        _shot(page, tmp_path, "home.png")
+
+        alice.locator("a").click()
+        page.wait_for_url(f"{server.url}/ui/users/alice")
+        assert len(_rows(page, ".album")) == 2  # Pisa's one album, Rome's two side by side
+        page.click("nav.tabs >> text=Scenes")
+        page.wait_for_url(f"{server.url}/ui/users/alice/scenes")
+        assert page.locator(".scene .album-title").all_inner_texts() == ["Architecture"]
+        page.wait_for_function(
+            "[...document.querySelectorAll('.scene img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        _shot(page, tmp_path, "scenes.png")
+
+        page.click(".scene[data-label=architecture] a")
+        page.wait_for_url(f"{server.url}/ui/users/alice/scenes/architecture")
+        assert page.locator(".photo-count").inner_text() == "5"
+        assert page.locator(".photo-card").count() == 5
+        assert len(_rows(page, ".photo-card")) == 1  # five cards in one row at 1100 px
+        page.wait_for_function(
+            "[...document.querySelectorAll('.photo-card img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        _shot(page, tmp_path, "scene.png")
+
+        page.goto(f"{server.url}/ui/users/carol")
+        assert page.locator("h1").inner_text() == "403"
+    assert blocked == []

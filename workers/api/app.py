@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,7 +36,9 @@ def create_app(
 ) -> FastAPI:
     """The API and the album browser over one database and one S3 client; ``presigner`` signs the URLs handed
     to users for the storage's public address (default: ``minio``, whose address may be internal)."""
-    app = FastAPI(title="landmarks albums API", version="1", description=DESCRIPTION)
+    # FastAPIOffline: Swagger UI (/docs) and ReDoc (/redoc) load their scripts from this server, not a CDN, so
+    # the docs work where the API runs without Internet access.
+    app = FastAPIOffline(title="landmarks albums API", version="1", description=DESCRIPTION)
     app.state.sessions = session_factory
     app.state.minio = minio
     app.state.presigner = presigner or minio
@@ -57,7 +60,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse(f"{routes_ui.PREFIX}/login", status_code=303)
+        return RedirectResponse(routes_ui.HOME, status_code=303)
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> JSONResponse:

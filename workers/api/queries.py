@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared import albums, corrections
@@ -96,6 +97,36 @@ class PhotoDetail:
     albums: list[Membership] = field(default_factory=list)
     corrections: list[tuple[str, str]] = field(default_factory=list)
     scene_tags: list[str] = field(default_factory=list)  # no scene tagging yet: always empty
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    name: str
+    albums: int
+    photos: int  # deleted ones not counted
+
+
+def user_summaries(session: Session, names: Collection[str] | None) -> list[UserSummary]:
+    """Album and photo counts of the users named (None: every user), by name; a named user the database does
+    not know yet (no photo uploaded) is listed with zeros, so a new token sees whom it may read."""
+    album_counts = select(Album.owner_id, func.count().label("n")).group_by(Album.owner_id).subquery()
+    photo_counts = (
+        select(Photo.owner_id, func.count().label("n"))
+        .where(Photo.status != PhotoStatus.deleted)
+        .group_by(Photo.owner_id)
+        .subquery()
+    )
+    query = (
+        select(User.name, func.coalesce(album_counts.c.n, 0), func.coalesce(photo_counts.c.n, 0))
+        .outerjoin(album_counts, album_counts.c.owner_id == User.id)
+        .outerjoin(photo_counts, photo_counts.c.owner_id == User.id)
+    )
+    if names is not None:
+        query = query.where(User.name.in_(list(names)))
+    found = {name: UserSummary(name, albums, photos) for name, albums, photos in session.execute(query).all()}
+    for name in names or ():
+        found.setdefault(name, UserSummary(name, 0, 0))
+    return sorted(found.values(), key=lambda u: u.name)
 
 
 def albums_by_city(session: Session, user: str) -> list[CityGroup]:

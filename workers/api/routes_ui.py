@@ -1,7 +1,9 @@
 """``/ui``: a small server-rendered album browser (Jinja2) over the same queries and services as ``/v1``.
 
-Sign-in: the form at ``/ui/login`` takes a client token, or any page URL carries ``?token=...`` once (what
-``landmarks demo run`` prints); either sets an HttpOnly, SameSite=Lax cookie and the token leaves the address bar.
+``/ui/`` is the front door: the users the token may read, each with album and photo counts. Sign-in: the form at
+``/ui/login`` takes a client token and lands on ``/ui/`` (or the page that asked for it), or any page URL carries
+``?token=...`` once (what ``landmarks demo run`` prints); either sets an HttpOnly, SameSite=Lax cookie and the
+token leaves the address bar.
 Forms post without JavaScript; SameSite keeps other sites from posting them with the cookie.
 """
 
@@ -18,11 +20,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from shared import corrections
+from shared.scenes.store import UnknownUserError, list_scene_albums
 from workers.api import queries
+from workers.api.auth import ALL_USERS
 from workers.api.deps import COOKIE, PrincipalDep, SessionDep, check_user, check_writer, visible_photo
 
 PREFIX = "/ui"
+HOME = PREFIX + "/"
 PAGE_SIZE = 48
+SCENE_PAGE_LIMIT = 200  # photos shown on a scene album's page (best scores first)
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -45,7 +51,7 @@ def _safe_next(target: str | None) -> str:
     """Only our own pages: never an absolute or protocol-relative URL (no open redirect)."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
         return target
-    return f"{PREFIX}/login"
+    return HOME
 
 
 async def sign_in_from_query(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -92,6 +98,14 @@ def logout() -> Response:
     return response
 
 
+@router.get("/", name="ui_home")
+def home_page(request: Request, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+    """The users this token may read (every user the database knows, for a ``"*"`` token)."""
+    names = None if ALL_USERS in principal.users else principal.users
+    users = queries.user_summaries(session, names)
+    return templates.TemplateResponse(request, "home.html", {"users": users, "user": None, "principal": principal})
+
+
 @router.get("/users/{user}", name="ui_albums")
 def albums_page(user: str, request: Request, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
     check_user(principal, user)
@@ -116,6 +130,31 @@ def album_page(
     if page is None:
         raise HTTPException(404, f"{user} has no album for {landmark}")
     return templates.TemplateResponse(request, "album.html", {"user": user, "page": page, "principal": principal})
+
+
+def _scene_albums(session: SessionDep, user: str) -> list:
+    try:
+        return list_scene_albums(session, user)
+    except UnknownUserError:
+        return []  # a user the token may read who has uploaded nothing yet
+
+
+@router.get("/users/{user}/scenes", name="ui_scenes")
+def scenes_page(user: str, request: Request, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+    """Scene albums (architecture, food, ...): the tags of each photo's current model version."""
+    check_user(principal, user)
+    context = {"user": user, "scenes": _scene_albums(session, user), "principal": principal}
+    return templates.TemplateResponse(request, "scenes.html", context)
+
+
+@router.get("/users/{user}/scenes/{label}", name="ui_scene")
+def scene_page(user: str, label: str, request: Request, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+    check_user(principal, user)
+    album = next((a for a in _scene_albums(session, user) if a.label == label), None)
+    if album is None:
+        raise HTTPException(404, f"{user} has no scene album {label!r}")
+    context = {"user": user, "album": album, "limit": SCENE_PAGE_LIMIT, "principal": principal}
+    return templates.TemplateResponse(request, "scene.html", context)
 
 
 @router.get("/photos/{photo_id}", name="ui_photo")
