@@ -242,8 +242,12 @@ def _print_status(payload: dict[str, Any]) -> None:
         metrics = ", ".join(f"{k}={v}" for k, v in model.metrics.items() if not isinstance(v, dict | list))
         console.print(f"active model: [bold]{model.version}[/] ({model.backbone}) {metrics}")
     for lag in payload["bridge"]:
-        age = f", last event {lag.event_age_s:.1f} s old" if lag.event_age_s is not None else ""
-        console.print(f"bridge {lag.name}: cursor moved {lag.seconds_since_update:.1f} s ago{age}")
+        last = f"last event {lag.event_age_s:.0f} s ago" if lag.event_age_s is not None else "position not a time"
+        if lag.state == "stalled":
+            console.print(f"[red]bridge {lag.name}: stalled[/], no heartbeat for {lag.lag_s:.0f} s (stopped or "
+                          f"disconnected; uploads since then wait for it), {last}")  # fmt: skip
+        else:
+            console.print(f"bridge {lag.name}: {lag.state}, heartbeat {lag.seconds_since_update:.0f} s ago, {last}")
     if not payload["bridge"]:
         console.print("bridge: no cursor yet (no stream-following bridge has run)")
 
@@ -334,8 +338,9 @@ def metrics_serve(
 ) -> None:
     """Serve the workers' Prometheus metrics at http://HOST:PORT/metrics (summed over every worker process)."""
     from workers import metrics
+    from workers.fleet_metrics import FleetCollector, fleet_reader
 
     directory = metrics.metrics_dir(get_settings().state_dir)
     chosen = port or metrics.DEFAULT_PORT
     typer.echo(f"serving {directory} at http://{host}:{chosen}/metrics", err=True)
-    metrics.serve(directory, host, chosen)
+    metrics.serve(directory, host, chosen, extra=FleetCollector(fleet_reader()))

@@ -2,7 +2,8 @@
 
 Celery's prefork children each count in their own process, so prometheus-client runs in multiprocess mode:
 every process writes its values to files in ``<state_dir>/metrics`` (``PROMETHEUS_MULTIPROC_DIR``), and one
-small HTTP endpoint (``landmarks metrics serve``, an app of ``landmarks dev up``) sums the files on each scrape.
+small HTTP endpoint (``landmarks metrics serve``, an app of ``landmarks dev up``) sums the files on each scrape,
+and adds the fleet's gauges (queue depth, workers online, bridge lag, active model: :mod:`workers.fleet_metrics`).
 Counters survive worker restarts (their files stay); delete the folder only while the whole fleet is stopped.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server, values
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_PORT = 9464
@@ -46,6 +48,8 @@ class Metrics:
     photos_recognized: Counter
     photos_failed: Counter
     recognition_latency: Histogram
+    object_events: Counter
+    album_writes: Counter
 
     def task_finished(self, *, task: str, queue: str, state: str, seconds: float | None) -> None:
         self.tasks.labels(task=task, queue=queue, state=state).inc()
@@ -66,6 +70,15 @@ class Metrics:
             return  # skipped (deleted, already failed) or an error Celery retries: not a processed photo
         if seconds is not None:
             self.recognition_latency.observe(seconds)
+
+    def object_event(self, result: Any) -> None:
+        """Count what ``ingest.object_event`` did (``{"action": "recognize"}``: a new or changed upload)."""
+        action = result.get("action") if isinstance(result, dict) else None
+        self.object_events.labels(action=str(action or "unknown")).inc()
+
+    def album_write(self, result: Any) -> None:
+        """Count what ``albums.apply_recognition`` returned (``"applied"``: albums written; ``"stale"``: skipped)."""
+        self.album_writes.labels(result=str(result or "unknown")).inc()
 
 
 @cache
@@ -96,6 +109,14 @@ def metrics() -> Metrics:
             "Fetch + decode + embed + decide of one photo (the recognize task's run time)",
             buckets=LATENCY_BUCKETS, registry=registry,
         ),
+        object_events=Counter(
+            "landmarks_object_events", "Storage events ingested, by what was done (recognize: a new or changed upload)",
+            ["action"], registry=registry,
+        ),
+        album_writes=Counter(
+            "landmarks_album_writes", "Recognitions applied to albums, by result (applied, stale)", ["result"],
+            registry=registry,
+        ),
     )  # fmt: skip
 
 
@@ -106,12 +127,17 @@ def collect(directory: Path) -> bytes:
     return generate_latest(registry)
 
 
-def serve(directory: Path, host: str, port: int, stop: threading.Event | None = None) -> None:
-    """Serve ``/metrics`` (the sum over ``directory``) until SIGTERM/SIGINT or ``stop`` is set."""
+def serve(
+    directory: Path, host: str, port: int, stop: threading.Event | None = None, *, extra: Collector | None = None
+) -> None:
+    """Serve ``/metrics`` (the sum over ``directory``, plus ``extra``'s gauges, read per scrape) until
+    SIGTERM/SIGINT or ``stop`` is set."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(directory))
+    if extra is not None:
+        registry.register(extra)
     server, thread = start_http_server(port, addr=host, registry=registry)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -131,12 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from shared.settings import get_settings
+    from workers.fleet_metrics import FleetCollector, fleet_reader
 
     parser = argparse.ArgumentParser(prog="python -m workers.metrics", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
-    serve(metrics_dir(get_settings().state_dir), args.host, args.port)
+    serve(metrics_dir(get_settings().state_dir), args.host, args.port, extra=FleetCollector(fleet_reader()))
 
 
 if __name__ == "__main__":

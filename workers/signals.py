@@ -21,6 +21,8 @@ from workers.logging import bind_task, clear_task, configure_logging
 log = structlog.get_logger("landmarks.tasks")
 
 RECOGNIZE_TASK = "recognition.recognize_photo"
+INGEST_TASK = "ingest.object_event"
+ALBUMS_TASK = "albums.apply_recognition"
 _started: dict[str, float] = {}
 
 
@@ -89,5 +91,9 @@ def _task_finished(
         m.task_finished(task=task.name, queue=queue_of(task) or "unknown", state=state_name, seconds=seconds)
         if task.name == RECOGNIZE_TASK and state == "SUCCESS":
             m.photo_outcome(retval, seconds)
+        elif task.name == INGEST_TASK and state == "SUCCESS":
+            m.object_event(retval)
+        elif task.name == ALBUMS_TASK and state == "SUCCESS":
+            m.album_write(retval)
     finally:
         clear_task()

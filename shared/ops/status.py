@@ -1,6 +1,8 @@
 """The database half of ``landmarks status``: photos by status, recent failures, the active model, bridge lag.
 
-Times are the database's (``now()``), so lag does not depend on the operator machine's clock.
+Times are the database's (``now()``), so lag does not depend on the operator machine's clock. A connected bridge
+saves its cursor at least every heartbeat (``workers.bridge.subscriber``), so a cursor that stopped moving means
+a stopped or disconnected bridge, while an old last event with a fresh heartbeat only means nobody uploaded.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from shared.db.models import EventCursor, Photo, PhotoStatus, TaskFailure
 from shared.registry import active_version
 
 NS_PER_S = 1_000_000_000
+# The bridge saves its cursor at least every 30 s while connected; three beats missed: it is not following.
+STALLED_AFTER_S = 90.0
+# A last event older than this, with a fresh heartbeat, is an idle stream (no uploads), not lag.
+IDLE_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,14 @@ class BridgeLag:
     name: str
     position: int
     updated_at: datetime
-    seconds_since_update: float
+    seconds_since_update: float  # since the last save: an event handled or a heartbeat
     event_age_s: float | None  # positions are ns since the epoch (SeaweedFS); None when it is not a time
+    state: str = "following"  # following | idle (connected, no events) | stalled (no heartbeat: stopped)
+    lag_s: float = 0.0  # how long events may have waited unseen: 0 unless stalled
+
+    @property
+    def idle(self) -> bool:
+        return self.state == "idle"
 
 
 @dataclass(frozen=True)
@@ -60,16 +72,31 @@ def bridge_lag(session: Session, now: datetime) -> list[BridgeLag]:
     for cursor in session.execute(select(EventCursor).order_by(EventCursor.name)).scalars():
         # A position after 2001-09-09 in ns (> 1e18) is a timestamp; anything smaller is an opaque offset.
         event_age = now.timestamp() - cursor.position / NS_PER_S if cursor.position > 10**18 else None
+        event_age = max(0.0, event_age) if event_age is not None else None
+        since_update = max(0.0, (now - cursor.updated_at).total_seconds())
+        state, lag = bridge_state(since_update, event_age)
         lags.append(
             BridgeLag(
                 name=cursor.name,
                 position=cursor.position,
                 updated_at=cursor.updated_at,
-                seconds_since_update=max(0.0, (now - cursor.updated_at).total_seconds()),
-                event_age_s=max(0.0, event_age) if event_age is not None else None,
+                seconds_since_update=since_update,
+                event_age_s=event_age,
+                state=state,
+                lag_s=lag,
             )
         )
     return lags
+
+
+def bridge_state(seconds_since_update: float, event_age_s: float | None) -> tuple[str, float]:
+    """(state, lag in seconds) of a cursor: stalled when no heartbeat came for ``STALLED_AFTER_S`` (everything
+    uploaded since its last save may be waiting), idle when connected with an old last event, else following."""
+    if seconds_since_update > STALLED_AFTER_S:
+        return "stalled", seconds_since_update
+    if (event_age_s if event_age_s is not None else seconds_since_update) > IDLE_AFTER_S:
+        return "idle", 0.0
+    return "following", 0.0
 
 
 def database_status(session: Session, *, window: timedelta = timedelta(hours=1)) -> DatabaseStatus:

@@ -280,6 +280,7 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert bridge["name"] == "seaweedfs" and bridge["position"] == position
     assert 30 <= bridge["seconds_since_update"] < 3600
     assert 60 <= bridge["event_age_s"] < 3600
+    assert (bridge["state"], bridge["lag_s"]) == ("idle", 0.0)  # a fresh heartbeat, no upload for a minute
     assert datetime.fromisoformat(status["time"]) >= now
     assert worker.stop() == 0
 

@@ -192,3 +192,26 @@ def test_finds_the_filer_when_it_comes_back(tmp_path: Path) -> None:
         assert following.keys() == ["a.jpg", "users/b.jpg"]
     finally:
         server.stop(grace=None)
+
+
+def test_an_idle_connected_bridge_keeps_saving_its_position_as_a_heartbeat(serve) -> None:
+    """No event for a while: the same position is saved again and again (its updated_at moves), never an older
+    one, so `status` reads the bridge as idle rather than stopped."""
+    filer = ScriptedFiler(LOG)
+    cursors = MemoryCursors({"c": T0})
+    kwargs = {"address": serve(filer), "cursors": cursors, "cursor_name": "c", "heartbeat_interval_s": 0.05}
+    with Following(kwargs) as following:
+        following.wait_for(2)
+        deadline = time.monotonic() + 5
+        while cursors.saves.count(T0 + 3) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert cursors.saves.count(T0 + 3) >= 4
+    assert cursors.saves == sorted(cursors.saves)  # a beat never writes back a position already passed
+
+
+def test_no_heartbeat_while_the_filer_is_away(tmp_path: Path) -> None:
+    cursors = MemoryCursors({"c": T0})
+    kwargs = {"address": f"unix:{tmp_path / 'nobody.sock'}", "cursors": cursors, "cursor_name": "c"}
+    with Following({**kwargs, "heartbeat_interval_s": 0.02}):
+        time.sleep(0.3)
+    assert cursors.saves == []

@@ -154,6 +154,8 @@ def test_metrics_from_several_processes_add_up(tmp_path: Path) -> None:
         m.photo_outcome({{"action": "recognized", "landmark": None}}, 0.2)
         m.photo_outcome({{"action": "failed", "reason": "decode_error"}}, 0.1)
         m.photo_outcome({{"action": "skipped"}}, 0.01)
+        m.object_event({{"action": "recognize", "photo_id": "p"}})
+        m.album_write("applied")
         """
     )
     for _ in range(2):  # two processes, like two pool children
@@ -167,3 +169,5 @@ def test_metrics_from_several_processes_add_up(tmp_path: Path) -> None:
     assert "landmarks_photos_recognized_total 2.0" in text
     assert 'landmarks_photos_failed_total{reason="decode_error"} 2.0' in text
     assert "landmarks_recognition_latency_seconds_count 6.0" in text  # the skipped photo is not a latency
+    assert 'landmarks_object_events_total{action="recognize"} 2.0' in text
+    assert 'landmarks_album_writes_total{result="applied"} 2.0' in text

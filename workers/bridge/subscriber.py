@@ -2,6 +2,10 @@
 
 Delivery is at least once: the cursor is written only after the records of an event were dispatched, and the
 stream is reopened from the last stored position after any failure (the ingest task is idempotent).
+
+While connected the cursor is saved again every ``heartbeat_interval_s`` even when no event comes, so its
+``updated_at`` tells `landmarks status` an idle bridge (a recent heartbeat, an old last event) from a stopped or
+disconnected one (no heartbeat).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class SeaweedSubscriber:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         checkpoint_interval_s: float = 5.0,
+        heartbeat_interval_s: float = 30.0,
         client_name: str = "landmarks-bridge",
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -49,6 +54,8 @@ class SeaweedSubscriber:
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._checkpoint_interval = checkpoint_interval_s
+        self._heartbeat_interval = heartbeat_interval_s
+        self._save_lock = threading.Lock()  # a heartbeat never writes back a position a checkpoint has passed
         self._client_name = client_name
         self._client_id = random.randint(1, 2**31 - 1)  # lets the filer drop our stale stream after a reconnect
         self._clock_ns = clock_ns
@@ -79,6 +86,8 @@ class SeaweedSubscriber:
         backoff = self._backoff_initial
         epoch = 0
         channel = open_channel(self.address)
+        heartbeat = threading.Thread(target=self._heartbeat, name="bridge-heartbeat", daemon=True)
+        heartbeat.start()
         try:
             while not self._stopping.is_set():
                 epoch += 1
@@ -107,6 +116,7 @@ class SeaweedSubscriber:
             except Exception:  # PostgreSQL gone at shutdown: the next start replays from the stored cursor
                 log.exception("seaweedfs.checkpoint_failed", cursor=self.cursor_name)
             channel.close()
+            heartbeat.join(timeout=5)
             log.info("seaweedfs.stopped", address=self.address, position=self._stored)
 
     def _follow(self, channel: grpc.Channel, since: int, epoch: int) -> Iterator[int]:
@@ -141,6 +151,20 @@ class SeaweedSubscriber:
             stream.cancel()
 
     def _checkpoint(self) -> None:
-        if self._seen is not None and self._seen != self._stored:
-            self._cursors.save(self.cursor_name, self._seen)
-            self._stored = self._seen
+        with self._save_lock:
+            if self._seen is not None and self._seen != self._stored:
+                self._cursors.save(self.cursor_name, self._seen)
+                self._stored = self._seen
+
+    def _heartbeat(self) -> None:
+        """Save the stored position again (its ``updated_at`` moves) while a stream is open, until stopped."""
+        while not self._stopping.wait(self._heartbeat_interval):
+            with self._lock:
+                connected = self._stream is not None
+            if not connected or self._stored is None:
+                continue
+            try:
+                with self._save_lock:
+                    self._cursors.save(self.cursor_name, self._stored)  # type: ignore[arg-type]
+            except Exception:  # PostgreSQL away for a moment: the next beat tries again
+                log.exception("seaweedfs.heartbeat_failed", cursor=self.cursor_name)
