@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +36,17 @@ def wait_for_photos(bucket: str, keys: list[str], timeout_s: float) -> dict[str,
         time.sleep(0.2)
 
 
+def albums_json(user: str) -> str:
+    """What ``GET /v1/users/{user}/albums`` answers, with addresses under the API's configured address."""
+    from workers.api.shapes import ApiLinks, read_user_albums
+    from workers.api.urls import base_url
+    from workers.runtime import presign_client
+
+    links = ApiLinks(base_url(get_settings()), presign_client())
+    with db_session() as session:
+        return read_user_albums(session, links, user).model_dump_json(indent=2)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def upload(
@@ -64,13 +73,12 @@ def register(app: typer.Typer) -> None:
         user: Annotated[str, typer.Option("--user", "-u", help="Whose albums.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Print a user's landmark albums, grouped by city, with their photos."""
+        """Print a user's landmark albums, grouped by city, with their photos (--json: the API's album shape)."""
+        if as_json:
+            typer.echo(albums_json(user))
+            return
         with db_session() as session:
             grouped = list_albums(session, user)
-        if as_json:
-            payload = {city: [asdict(a) for a in items] for city, items in grouped.items()}
-            typer.echo(json.dumps({"user": user, "cities": payload}, indent=2))
-            return
         if not grouped:
             console.print(f"[yellow]{user} has no landmark albums yet.[/]")
             return

@@ -351,3 +351,31 @@ def test_access_log_lines_lose_the_sign_in_token() -> None:
     )  # fmt: skip
     assert RedactTokens().filter(record)
     assert "s3cret" not in record.getMessage() and "token=***&b=2" in record.getMessage()
+
+
+def test_cli_albums_json_has_the_apis_album_shape(client: TestClient, world: World, monkeypatch) -> None:
+    """`landmarks albums --json` prints what GET /v1/users/{user}/albums answers (addresses under the API's)."""
+    import contextlib
+    import json
+
+    from workers import cli_photos
+    from workers.api.shapes import ApiLinks, read_user_albums
+
+    presigner = make_minio("127.0.0.1:9", "api-test", "api-test-secret", region="us-east-1")
+    links = ApiLinks("http://testserver", presigner)
+
+    def unsigned(body: dict) -> dict:
+        for city in body["cities"]:
+            for album in city["albums"]:
+                album["cover"]["url"] = album["cover"]["url"].split("?")[0]  # the signature's time differs
+        return body
+
+    api = client.get("/v1/users/api-alice/albums", headers=ALL).json()
+    cli = read_user_albums(world.session, links, "api-alice").model_dump(mode="json")
+    assert unsigned(cli) == unsigned(api)
+    assert [a["landmark"] for c in api["cities"] for a in c["albums"]] == ["api-pisa", "api-colosseum", "api-trevi"]
+
+    monkeypatch.setattr("workers.runtime.presign_client", lambda: presigner)
+    monkeypatch.setattr("workers.api.urls.base_url", lambda settings: "http://testserver")
+    monkeypatch.setattr(cli_photos, "db_session", lambda: contextlib.nullcontext(world.session))
+    assert unsigned(json.loads(cli_photos.albums_json("api-alice"))) == unsigned(api)

@@ -4,6 +4,7 @@ pool) because the services and SQLAlchemy sessions are synchronous."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
@@ -13,7 +14,7 @@ from shared.db.session import session_scope
 from shared.errors import ServiceUnavailable
 from shared.imaging import ImageDecodeError
 from shared.storage import ObjectMissing
-from workers.api import queries, schemas
+from workers.api import queries, schemas, shapes
 from workers.api.deps import (
     PrincipalDep,
     SessionDep,
@@ -31,45 +32,27 @@ router = APIRouter(prefix="/v1", tags=["albums"])
 MAX_PAGE = 200
 
 
-def _cover(request: Request, photo_id: uuid.UUID | str | None, objects: dict[uuid.UUID, tuple[str, str]]):
-    if photo_id is None:
-        return None
-    pid = uuid.UUID(str(photo_id))
-    bucket, key = objects[pid]
-    return schemas.Cover(id=pid, url=object_url(request, bucket, key), thumbnail_url=thumbnail_url(request, pid))
+@dataclass(frozen=True)
+class RequestLinks:
+    """Addresses as this request reached the API; objects presigned for the storage's public address."""
 
+    request: Request
 
-def _summary(request: Request, user: str, album, covers: dict[uuid.UUID, tuple[str, str]]) -> schemas.AlbumSummary:
-    """``album`` is a ``shared.albums.AlbumView`` or a ``queries.AlbumInfo``."""
-    slug = getattr(album, "landmark_slug", None) or album.slug
-    return schemas.AlbumSummary(
-        landmark=slug,
-        name=getattr(album, "landmark_name", None) or album.name,
-        city=album.city,
-        country=album.country,
-        lat=album.lat,
-        lon=album.lon,
-        photo_count=album.photo_count,
-        cover=_cover(request, album.cover_photo_id, covers),
-        url=str(request.url_for("album_photos", user=user, landmark=slug)),
-    )
+    def album(self, user: str, slug: str) -> str:
+        return str(self.request.url_for("album_photos", user=user, landmark=slug))
+
+    def object(self, bucket: str, key: str) -> str:
+        return object_url(self.request, bucket, key)
+
+    def thumbnail(self, photo_id: uuid.UUID) -> str:
+        return thumbnail_url(self.request, photo_id)
 
 
 @router.get("/users/{user}/albums", response_model=schemas.UserAlbums, operation_id="list_albums")
 def list_albums(user: str, request: Request, session: SessionDep, principal: PrincipalDep) -> schemas.UserAlbums:
     """The user's landmark albums grouped by city, each with its photo count and cover."""
     check_user(principal, user)
-    groups = queries.albums_by_city(session, user)
-    covers = queries.cover_objects(session, [a.cover_photo_id for g in groups for a in g.albums])
-    return schemas.UserAlbums(
-        user=user,
-        cities=[
-            schemas.CityAlbums(
-                city=g.city, country=g.country, albums=[_summary(request, user, a, covers) for a in g.albums]
-            )
-            for g in groups
-        ],
-    )
+    return shapes.read_user_albums(session, RequestLinks(request), user)
 
 
 @router.get("/users/{user}/albums/{landmark}", response_model=schemas.AlbumPage, name="album_photos")
@@ -93,7 +76,7 @@ def album_photos(
     covers = queries.cover_objects(session, [page.album.cover_photo_id])
     return schemas.AlbumPage(
         user=user,
-        album=_summary(request, user, page.album, covers),
+        album=shapes.album_summary(RequestLinks(request), user, page.album, covers),
         photos=[
             schemas.AlbumPhoto(
                 id=e.photo.id,
