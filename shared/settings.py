@@ -112,10 +112,13 @@ class GallerySettings(BaseModel):
     mining_radius_km: float = 0.5  # tighter than recognition's: proposed on GPS alone (cleaning then judges)
 
 
+DEFAULT_FLOWER_PASSWORD = "landmarks"  # the dev stack's; `landmarks dev status` shows it while unchanged
+
+
 class FlowerSettings(BaseModel):
     port: int = 5555
     user: str = "admin"
-    password: SecretStr = SecretStr("landmarks")
+    password: SecretStr = SecretStr(DEFAULT_FLOWER_PASSWORD)
 
 
 class ApiClient(BaseModel):

@@ -91,3 +91,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON array 
         typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=1))
     else:
         _render(outcomes, "dev status")
+        if any(o.name == "flower" and o.state == "running" for o in outcomes):
+            from workers.devstack.apps import flower_login
+
+            Console().print(flower_login(get_settings().flower), highlight=False)

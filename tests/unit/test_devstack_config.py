@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from shared.settings import FlowerSettings, S3Settings, SeaweedSettings, Settings
 from workers.devstack import postgres, redis_server, seaweed, stack
 from workers.devstack.addresses import endpoint_host_port, host_port, is_local
-from workers.devstack.apps import QUEUE_CONCURRENCY, AppSpec, app_specs
+from workers.devstack.apps import QUEUE_CONCURRENCY, AppSpec, app_specs, flower_login
 from workers.devstack.readiness import CeleryPing, PortOpen, StaysAlive
 
 
@@ -195,3 +195,13 @@ def test_unreachable_parent_names_the_blocking_folder(open_tmp: Path) -> None:
     assert postgres.unreachable_parent(locked / "inner" / "postgres", nobody) == locked
     assert postgres.unreachable_parent(open_tmp / "postgres", nobody) is None
     assert postgres.unreachable_parent(locked / "inner" / "postgres", 0) is None
+
+
+def test_dev_status_says_how_to_sign_in_to_flower() -> None:
+    assert (
+        flower_login(FlowerSettings())
+        == "Flower http://127.0.0.1:5555: user 'admin', password 'landmarks' (the default)"
+    )
+    own = flower_login(FlowerSettings(user="ops", password=SecretStr("s3cret"), port=5600))
+    assert own == "Flower http://127.0.0.1:5600: user 'ops', the password in LANDMARKS_FLOWER__PASSWORD"
+    assert "s3cret" not in own

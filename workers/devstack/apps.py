@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.accelerator import micro_batch_prefetch
-from shared.settings import Settings
+from shared.settings import DEFAULT_FLOWER_PASSWORD, FlowerSettings, Settings
 from workers.devstack.readiness import CeleryPing, PortOpen, Probe, StaysAlive
 from workers.metrics import DEFAULT_PORT as METRICS_PORT
 
@@ -102,3 +102,11 @@ def app_specs(settings: Settings, bin_dir: Path) -> list[AppSpec]:
         )
     )
     return specs
+
+
+def flower_login(flower: FlowerSettings) -> str:
+    """How to sign in to Flower, for `dev status`: the password itself only while it is still the default."""
+    password = flower.password.get_secret_value()
+    shown = f"password {password!r} (the default)" if password == DEFAULT_FLOWER_PASSWORD else (
+        "the password in LANDMARKS_FLOWER__PASSWORD")  # fmt: skip
+    return f"Flower http://127.0.0.1:{flower.port}: user {flower.user!r}, {shown}"
