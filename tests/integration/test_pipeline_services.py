@@ -218,3 +218,22 @@ def test_older_model_versions_result_landing_late_is_ignored(db_session: Session
     )
     assert apply_recognition(db_session, r.photo_id, "e1", world["v1"], _outcome("colosseum")) == "applied"
     assert _album_state(db_session) == [(owner, world["colosseum"], 1)]
+
+
+def test_the_key_layout_decides_the_owner_and_disagreeing_metadata_is_a_conflict() -> None:
+    assert photos.decide_owner("users/bob/x.jpg", {"X-Amz-Meta-User": "alice"}).reason == "owner_conflict"
+    assert photos.decide_owner("users/bob/x.jpg", {"user": "bob"}) == photos.Ownership("bob")
+    assert photos.decide_owner("x.jpg", {"user": "alice", "owner": "bob"}).reason == "owner_conflict"
+    assert photos.decide_owner("x.jpg", {}).reason == "no_owner"
+
+
+def test_an_owner_conflict_on_overwrite_takes_the_photo_out_of_its_owners_albums(db_session: Session, world) -> None:
+    r = _created(db_session, "users/alice/c.jpg")
+    apply_recognition(db_session, r.photo_id, "e1", world["v1"], _outcome("colosseum"))
+    conflict = photos.decide_owner("users/alice/c.jpg", {"user": "mallory"})
+    again = photos.record_created(
+        db_session, bucket="photos", key="users/alice/c.jpg", etag="e1", size=10, content_type=None,
+        owner=conflict.owner, ownership=conflict,
+    )  # fmt: skip
+    assert (again.action, again.reason) == ("failed", "owner_conflict")
+    assert _album_state(db_session) == []
