@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = 1_000_000
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # How long an album-browser sign-in lasts (a server-side session; the cookie never holds the client token).
+    api_session_ttl_s: float = 12 * 3600.0
     # By client name; JSON in the environment: LANDMARKS_API_TOKENS='{"web": {"token": "...", "users": ["alice"]}}'.
     api_tokens: dict[str, ApiClient] = Field(default_factory=_demo_api_clients)
     reconcile_interval_s: float = 300.0

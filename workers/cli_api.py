@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -76,6 +77,7 @@ def serve(
         minio=minio_client(),
         clients=settings.api_tokens,
         max_pixels=settings.recognition.max_pixels,
+        session_ttl=timedelta(seconds=settings.api_session_ttl_s),
     )
     uvicorn.run(application, host=listen, port=port or settings.api_port, log_config=None)
 

@@ -334,3 +334,18 @@ class SceneTag(Base):
     label: Mapped[str] = mapped_column(String(64), nullable=False)
     score: Mapped[float] = mapped_column(Float, nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class UiSession(Base):
+    """A browser signed in to the album browser (/ui). Its cookie holds a random id; only the id's hash is kept
+    here, with the client it signed in as (and that client's token hash, so rotating the token signs it out), the
+    CSRF token its forms must carry, and when it expires."""
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(255), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from shared.imaging import DEFAULT_MAX_PIXELS
 from shared.settings import ApiClient
 from workers.api import routes_ui, routes_v1
 from workers.api.auth import TokenTable
+from workers.api.sessions import DEFAULT_TTL as DEFAULT_SESSION_TTL
 from workers.api.thumbs import Thumbnailer
 
 DESCRIPTION = """Landmark albums of a photo cloud's users, and the corrections users make to them.
@@ -31,12 +33,14 @@ def create_app(
     minio: Minio,
     clients: Mapping[str, ApiClient],
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    session_ttl: timedelta = DEFAULT_SESSION_TTL,
 ) -> FastAPI:
     """The API and the album browser over one database and one S3 client."""
     app = FastAPI(title="landmarks albums API", version="1", description=DESCRIPTION)
     app.state.sessions = session_factory
     app.state.minio = minio
     app.state.tokens = TokenTable(clients)
+    app.state.session_ttl = session_ttl
     app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
     app.include_router(routes_v1.router)
     app.include_router(routes_ui.router)
