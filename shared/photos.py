@@ -122,6 +122,7 @@ def record_created(
             return IngestResult("unchanged", photo.id)
         albums.remove_photo(session, photo.id)  # new content: its old recognition no longer holds
         corrections.forget(session, photo.id)  # and neither do the user's corrections of the old content
+        mining.withdraw(session, photo_id=photo.id)  # nor gallery rows made from the old content
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
         photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
         photo_id = photo.id
