@@ -349,3 +349,26 @@ class UiSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class TrainingJobStatus(enum.StrEnum):
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class TrainingJob(Base):
+    """One training run, keyed by its task id: a redelivered training message finds its job and trains no second
+    version (``shared.training.jobs``). The job is marked done in the transaction that registers its version."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[TrainingJobStatus] = mapped_column(_enum(TrainingJobStatus, "training_job_status"), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,6 +216,7 @@ def train_model_version(
     activate: bool = False,
     progress: ProgressFn | None = None,
     finetune: FinetuneOptions | None = None,
+    on_registered: Callable[[Session, ModelVersion], None] | None = None,
 ) -> ModelVersion:
     """Features of the gallery (landmark photos + negatives), train with cross-fitted calibration, publish the
     bundle and register the version with its metrics. ``embedder`` must be the untrained network (no head);
@@ -247,7 +248,13 @@ def train_model_version(
         assert backbone_state is not None
         bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
         return publish_bundle(
-            factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+            factory,
+            client,
+            bundle,
+            models_bucket=models_bucket,
+            model_store=model_store,
+            activate=activate,
+            on_registered=on_registered,
         )
     ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
@@ -272,7 +279,13 @@ def train_model_version(
     }
     bundle = replace(trained.bundle, metrics=metrics)
     return publish_bundle(
-        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+        factory,
+        client,
+        bundle,
+        models_bucket=models_bucket,
+        model_store=model_store,
+        activate=activate,
+        on_registered=on_registered,
     )
 
 
