@@ -88,7 +88,9 @@ def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> d
     with its version, one of a run still in progress does nothing, and a failure (its soft time limit too) is
     recorded on the job."""
     job_id = self.request.id
-    lease = timedelta(seconds=self.time_limit or DEFAULT_LEASE_S)  # a run that lived longer was killed
+    # A run older than its soft limit has failed or is being killed (a hard-killed run's message comes back at
+    # once, just under its hard limit): such a job may be taken over.
+    lease = timedelta(seconds=self.soft_time_limit or DEFAULT_LEASE_S)
     with context().session() as session:
         claimed = jobs.claim(session, job_id, {**options, "activate": activate}, lease=lease)
     if claimed.action == "done":
