@@ -22,7 +22,8 @@ world = test_api.world
 
 
 def _sign_in(client: TestClient, token: str = "token-alice") -> str:
-    answer = client.post("/ui/login", data={"token": token, "next": "/ui/users/api-alice"}, follow_redirects=False)
+    form = {"token": token, "next": "/ui/users/api-alice", "csrf": _csrf(client.get("/ui/login").text)}
+    answer = client.post("/ui/login", data=form, follow_redirects=False)
     assert answer.status_code == 303
     return client.cookies[COOKIE]
 
@@ -76,3 +77,13 @@ def test_signing_out_ends_the_session_on_the_server(client: TestClient, world: W
     assert world.session.execute(select(UiSession)).first() is None
     client.cookies.set(COOKIE, cookie)  # replayed after sign-out
     assert client.get("/ui/users/api-alice", follow_redirects=False).status_code == 303
+
+
+def test_the_sign_in_form_needs_its_own_csrf_token(client: TestClient, world: World) -> None:
+    """A page elsewhere cannot post the form to sign the browser in as someone else's client (login CSRF)."""
+    forged = client.post("/ui/login", data={"token": "token-alice", "next": "/ui/users/api-alice"})
+    assert forged.status_code == 403 and COOKIE not in client.cookies
+    other = TestClient(client.app)  # another browser's form token is worth nothing here
+    stolen = _csrf(other.get("/ui/login").text)
+    assert client.post("/ui/login", data={"token": "token-alice", "csrf": stolen}).status_code == 403
+    assert _sign_in(client)

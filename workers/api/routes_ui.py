@@ -9,6 +9,8 @@ same-site origins and older browsers).
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ from workers.api.sessions import SignedIn
 from workers.api.thumbs import SIZES
 
 PREFIX = "/ui"
+LOGIN_CSRF_COOKIE = "landmarks_login_csrf"
 PAGE_SIZE = 48
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -84,23 +87,41 @@ def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     )
 
 
+def _login_page(request: Request, next: str | None, *, failed: bool, status: int) -> HTMLResponse:
+    """The sign-in form with a fresh form token, also set as a cookie: a post must carry both (double submit), so
+    a page elsewhere cannot sign this browser in as a client of its choosing."""
+    csrf = secrets.token_urlsafe(32)
+    context = {"next": _safe_next(next), "failed": failed, "principal": None, "csrf": csrf}
+    response = templates.TemplateResponse(request, "login.html", context, status_code=status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path=PREFIX,
+    )  # fmt: skip
+    return response
+
+
 @router.get("/login", name="ui_login")
 def login_form(request: Request, next: str | None = None, failed: bool = False) -> HTMLResponse:
-    status = 401 if failed else 200
-    context = {"next": _safe_next(next), "failed": failed, "principal": None}
-    return templates.TemplateResponse(request, "login.html", context, status_code=status)
+    return _login_page(request, next, failed=failed, status=401 if failed else 200)
 
 
 @router.post("/login")
 def login(
-    request: Request, session: SessionDep, token: Annotated[str, Form()], next: Annotated[str, Form()] = ""
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
 ) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not csrf or not hmac.compare_digest(csrf.encode(), expected.encode()):
+        raise HTTPException(403, "this sign-in form is stale or was not sent by this site: reload it and try again")
     cookie = _start(session, request, token)
     if cookie is None:
-        context = {"next": _safe_next(next), "failed": True, "principal": None}
-        return templates.TemplateResponse(request, "login.html", context, status_code=401)
+        return _login_page(request, next, failed=True, status=401)
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_cookie(response, request, cookie)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
 
 
