@@ -27,9 +27,28 @@ def _ensure_album(session: Session, owner_id: int, landmark_id: int) -> int:
     ).scalar_one()
 
 
-def _lock(session: Session, album_ids: set[int]) -> None:
-    if album_ids:
-        session.execute(select(Album.id).where(Album.id.in_(sorted(album_ids))).order_by(Album.id).with_for_update())
+def _lock(session: Session, album_ids: set[int]) -> set[int]:
+    """Lock the albums (in id order); returns those that still exist, which no one can delete until commit."""
+    if not album_ids:
+        return set()
+    query = select(Album.id).where(Album.id.in_(sorted(album_ids))).order_by(Album.id).with_for_update()
+    return set(session.execute(query).scalars())
+
+
+def _ensure_locked(session: Session, owner_id: int, landmark_ids: set[int], others: set[int]) -> dict[int, int]:
+    """Landmark id -> album id, every album locked (with ``others``) and present.
+
+    An album found by :func:`_ensure_album` may be deleted by a concurrent task taking its last photo out before
+    it is locked here; such an album is created again and locked, so adding a photo never meets a foreign-key
+    error. Once locked it cannot be deleted until this transaction ends.
+    """
+    wanted = {lm: _ensure_album(session, owner_id, lm) for lm in landmark_ids}
+    locked = _lock(session, set(wanted.values()) | others)
+    while missing := [lm for lm, album_id in wanted.items() if album_id not in locked]:
+        for lm in missing:
+            wanted[lm] = _ensure_album(session, owner_id, lm)
+        locked |= _lock(session, {wanted[lm] for lm in missing})
+    return wanted
 
 
 def _refresh(session: Session, album_id: int) -> None:
@@ -63,10 +82,9 @@ def set_photo_landmarks(
             .where(AlbumPhoto.photo_id == photo_id, AlbumPhoto.source == source)
         ).all()
     )
-    wanted = {lm: _ensure_album(session, owner_id, lm) for lm in scores if lm not in current}
     removed = {album_id for lm, album_id in current.items() if lm not in scores}
     kept = {album_id for lm, album_id in current.items() if lm in scores}
-    _lock(session, set(wanted.values()) | removed | kept)
+    wanted = _ensure_locked(session, owner_id, {lm for lm in scores if lm not in current}, removed | kept)
     if removed:
         session.execute(delete(AlbumPhoto).where(AlbumPhoto.photo_id == photo_id, AlbumPhoto.album_id.in_(removed)))
     for landmark_id, album_id in wanted.items():

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import albums
+from shared import albums, mining
 from shared.db.models import (
     Album,
     AlbumPhoto,
@@ -34,7 +34,7 @@ from shared.db.models import (
 
 MANUAL = "manual"
 AUTO = "auto"
-GALLERY_SOURCE = "user"
+GALLERY_SOURCE = mining.USER  # withdrawn with the photo like mined rows (shared.mining.withdraw)
 
 
 class CorrectionError(Exception):

@@ -2,8 +2,9 @@
 landmark's radius becomes a ``candidate`` of that landmark, and counts only once cleaning accepts it.
 
 Privacy: only photos of owners who opted in (``users.share_for_gallery``) are mined, and the gallery row points
-at the user's own object (bucket/key, ``photo_id``): nothing is copied into the gallery bucket. Rows of photos
-that were deleted, or whose owner stopped sharing, are withdrawn (the row goes; the object is never touched).
+at the user's own object (bucket/key, ``photo_id``): nothing is copied into the gallery bucket. Rows made from a
+user's photo, mined here or written by the user's corrections (``shared.corrections``), are withdrawn when the
+photo is deleted or overwritten or its owner stops sharing (the row goes; the object is never touched).
 Whether to mine at all is the caller's setting (``gallery.mine_uploads``, default off).
 """
 
@@ -22,6 +23,8 @@ from shared.db.models import GalleryPhoto, GalleryRole, Landmark, Photo, PhotoSt
 from shared.recognition.geo import haversine_km
 
 MINED = "mined"  # gallery_photos.source of mined rows
+USER = "user"  # gallery_photos.source of rows from a user's corrections (shared.corrections)
+FROM_UPLOADS = (MINED, USER)  # rows pointing at a user's photo: they stay only while it is live and shared
 KM_PER_DEGREE = 111.2
 
 
@@ -92,7 +95,7 @@ def mine_photo(session: Session, photo_id: uuid.UUID, *, radius_km: float) -> Mi
 
 
 def may_stay() -> ColumnElement[bool]:
-    """SQL condition on gallery_photos: not mined, or mined from a live photo whose owner still shares."""
+    """SQL condition on gallery_photos: not from an upload, or from a live photo whose owner still shares."""
     sharing = (
         select(Photo.id)
         .join(User, User.id == Photo.owner_id)
@@ -102,15 +105,17 @@ def may_stay() -> ColumnElement[bool]:
             User.share_for_gallery.is_(True),
         )
     )
-    return or_(GalleryPhoto.source != MINED, and_(GalleryPhoto.photo_id.is_not(None), exists(sharing)))
+    return or_(GalleryPhoto.source.not_in(FROM_UPLOADS), and_(GalleryPhoto.photo_id.is_not(None), exists(sharing)))
 
 
 def withdraw(session: Session, *, photo_id: uuid.UUID | None = None, owner_id: int | None = None) -> int:
-    """Remove the mined rows of one photo, one owner's photos, or (no argument) all that may no longer stay.
+    """Remove the rows made from uploads (mined or from corrections) of one photo, one owner's photos, or (no
+    argument) all that may no longer stay.
 
-    For photo deletion and for an owner who turns sharing off; cleaning runs the sweep too. Returns rows removed.
+    For a photo deleted or overwritten and for an owner who turns sharing off; cleaning runs the sweep too.
+    Returns rows removed.
     """
-    query = delete(GalleryPhoto).where(GalleryPhoto.source == MINED)
+    query = delete(GalleryPhoto).where(GalleryPhoto.source.in_(FROM_UPLOADS))
     if photo_id is not None:
         query = query.where(GalleryPhoto.photo_id == photo_id)
     elif owner_id is not None:
@@ -118,3 +123,13 @@ def withdraw(session: Session, *, photo_id: uuid.UUID | None = None, owner_id: i
     else:
         query = query.where(not_(may_stay()))
     return session.execute(query.execution_options(synchronize_session=False)).rowcount or 0
+
+
+def set_sharing(session: Session, user: str, *, shares: bool) -> int:
+    """Turn the user's ``share_for_gallery`` on or off; off withdraws the rows of their photos at once (returned)."""
+    owner = session.execute(select(User).where(User.name == user).with_for_update()).scalar_one_or_none()
+    if owner is None:
+        raise LookupError(f"no user {user!r}")
+    owner.share_for_gallery = shares
+    session.flush()
+    return 0 if shares else withdraw(session, owner_id=owner.id)

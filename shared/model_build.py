@@ -215,8 +215,11 @@ def publish_bundle(
     models_bucket: str,
     model_store: Path,
     activate: bool = False,
+    on_registered: Callable[[Session, ModelVersion], None] | None = None,
 ) -> ModelVersion:
-    """Save the bundle locally, upload it to the models bucket, register its version (and activate it)."""
+    """Save the bundle locally, upload it to the models bucket, register its version (and activate it).
+
+    ``on_registered`` runs in the registering transaction (a training job is marked done there, atomically)."""
     folder = save_bundle(bundle, registry.local_bundle_dir(model_store, bundle.version))
     upload_bundle(client, models_bucket, bundle.version, folder)
     with session_scope(factory) as session:
@@ -230,5 +233,7 @@ def publish_bundle(
         )
         if activate:
             row = registry.activate(session, bundle.version)
+        if on_registered is not None:
+            on_registered(session, row)
         session.expunge(row)
     return row

@@ -35,17 +35,44 @@ class IngestResult:
     reason: str | None = None
 
 
-def resolve_owner(key: str, metadata: Mapping[str, str]) -> str | None:
-    """Owner from ``x-amz-meta-user`` (or ``owner``), else from the key layout ``users/<user>/...``."""
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns an object, or why no one does (``reason``: ``no_owner`` or ``owner_conflict``)."""
+
+    owner: str | None
+    reason: str | None = None
+    message: str = ""
+
+
+NO_OWNER = Ownership(None, "no_owner", "no x-amz-meta-user metadata, no users/<user>/ key")
+
+
+def decide_owner(key: str, metadata: Mapping[str, str]) -> Ownership:
+    """The one owner rule: where the key names an owner (``users/<user>/...``) the key decides; metadata
+    (``x-amz-meta-user`` or ``owner``) only names the owner of keys outside that layout.
+
+    Metadata naming someone else than the key fails the photo (``owner_conflict``) instead of picking a side: a
+    server-side copy into another user's folder carries the source's metadata and must not land in its albums.
+    """
     normalised = {k.lower().removeprefix("x-amz-meta-"): v for k, v in metadata.items()}
-    for name in OWNER_METADATA_KEYS:
-        value = (normalised.get(name) or "").strip()
-        if value and VALID_USER.match(value):
-            return value
+    named = {v.strip() for name in OWNER_METADATA_KEYS if (v := normalised.get(name) or "").strip()}
+    valid = {v for v in named if VALID_USER.match(v)}
     match = KEY_LAYOUT.match(key)
     if match and VALID_USER.match(match["user"]):
-        return match["user"]
-    return None
+        by_key = match["user"]
+        if named - {by_key}:
+            return Ownership(None, "owner_conflict", f"key names {by_key!r}, metadata names {sorted(named)!r}")
+        return Ownership(by_key)
+    if len(valid) == 1:
+        return Ownership(valid.pop())
+    if len(valid) > 1:
+        return Ownership(None, "owner_conflict", f"metadata names {sorted(valid)!r}")
+    return NO_OWNER
+
+
+def resolve_owner(key: str, metadata: Mapping[str, str]) -> str | None:
+    """The owner by :func:`decide_owner`, None when there is none or the key and metadata disagree."""
+    return decide_owner(key, metadata).owner
 
 
 def ensure_user(session: Session, name: str) -> int:
@@ -63,8 +90,10 @@ def record_created(
     content_type: str | None,
     owner: str | None,
     task_name: str = "ingest.object_event",
+    ownership: Ownership | None = None,
 ) -> IngestResult:
-    """Create or update the photo row of a new or overwritten object."""
+    """Create or update the photo row of a new or overwritten object; without an owner it fails with the reason
+    ``ownership`` gives (``no_owner`` when not given)."""
     owner_id = ensure_user(session, owner) if owner else None
     photo_id = session.execute(
         insert(Photo)
@@ -93,20 +122,23 @@ def record_created(
             return IngestResult("unchanged", photo.id)
         albums.remove_photo(session, photo.id)  # new content: its old recognition no longer holds
         corrections.forget(session, photo.id)  # and neither do the user's corrections of the old content
+        mining.withdraw(session, photo_id=photo.id)  # nor gallery rows made from the old content
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
         photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
         photo_id = photo.id
     if owner_id is None:
+        why = ownership if ownership is not None and ownership.reason else NO_OWNER
+        reason = why.reason or "no_owner"  # a given Ownership always has one; keeps the type narrow
         record_failure(
             session,
             task_name=task_name,
-            reason="no_owner",
-            message=f"s3://{bucket}/{key} has no owner (no x-amz-meta-user metadata, no users/<user>/ key)",
+            reason=reason,
+            message=f"s3://{bucket}/{key} has no owner ({why.message})",
             photo_id=photo_id,
             bucket=bucket,
             key=key,
         )
-        return IngestResult("failed", photo_id, "no_owner")
+        return IngestResult("failed", photo_id, reason)
     return IngestResult("recognize", photo_id)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared import albums, corrections
-from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
+from shared.db.models import Landmark, ModelVersion, Photo, PhotoStatus, Recognition, RecognitionMethod
 from shared.errors import PermanentError
 from shared.failures import resolve_failures
 from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
@@ -251,11 +251,14 @@ def apply_recognition(
 ) -> str:
     """Write the outcome of one model version for one photo; replaying it changes nothing.
 
-    Returns ``applied`` or why it was skipped (``stale``: the object changed or was deleted meanwhile).
+    Returns ``applied`` or why it was skipped (``stale``: the object changed or was deleted meanwhile;
+    ``superseded``: the photo already holds the result of a version activated after this one).
     """
     photo = session.get(Photo, photo_id, with_for_update=True)
     if photo is None or photo.status == PhotoStatus.deleted or photo.etag != etag:
         return "stale"
+    if _superseded(session, photo.model_version_id, model_version_id):
+        return "superseded"
     matches = [LandmarkMatch(**m) for m in outcome["matches"]]
     slugs = {m.landmark for m in matches if m.landmark}
     ids = dict(session.execute(select(Landmark.slug, Landmark.id).where(Landmark.slug.in_(slugs))).all())
@@ -292,6 +295,23 @@ def apply_recognition(
     scores = {ids[m.landmark]: m.score for m in matches if m.landmark in ids and ids[m.landmark] not in overridden}
     albums.set_photo_landmarks(session, photo_id, photo.owner_id, scores)
     return "applied"
+
+
+def _superseded(session: Session, current_id: int | None, incoming_id: int) -> bool:
+    """Whether the photo's current result comes from a version activated later than the incoming one's.
+
+    "Later" is by activation time, not by id, so a rollback (activating an older version again) applies that
+    version's results once more, while a worker still running the previous version cannot undo a newer result.
+    """
+    if current_id is None or current_id == incoming_id:
+        return False
+    activated = dict(
+        session.execute(
+            select(ModelVersion.id, ModelVersion.activated_at).where(ModelVersion.id.in_([current_id, incoming_id]))
+        ).all()
+    )
+    current, incoming = activated.get(current_id), activated.get(incoming_id)
+    return current is not None and (incoming is None or incoming < current)
 
 
 def _best_score(matches: list[LandmarkMatch]) -> float:

@@ -121,6 +121,19 @@ class FlowerSettings(BaseModel):
     password: SecretStr = SecretStr(DEFAULT_FLOWER_PASSWORD)
 
 
+class TimeLimitSettings(BaseModel):
+    """Soft time limits (s) per kind of task: past it the task gets SoftTimeLimitExceeded and the failure is
+    recorded (``time_limit``); its process is killed a little later (``tasks.limits.hard_limit``). Every hard limit
+    must stay under ``broker_visibility_timeout_s``, or Redis hands a running task to a second worker."""
+
+    ingest: float = 120.0
+    reconcile: float = 3600.0  # lists the whole bucket
+    recognize: float = 600.0  # a photo, or a GPU worker's micro-batch
+    albums: float = 120.0
+    cleaning: float = 3 * 3600.0
+    training: float = 3 * 3600.0
+
+
 class ApiClient(BaseModel):
     """A client of the albums API: its bearer token and the users it may serve (``"*"``: every user)."""
 
@@ -148,11 +161,14 @@ class Settings(BaseSettings):
     recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
     gallery: GallerySettings = Field(default_factory=GallerySettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    time_limits: TimeLimitSettings = Field(default_factory=TimeLimitSettings)
     webhook_port: int = 8765
     webhook_token: SecretStr = SecretStr("change-me-webhook-token")
     webhook_max_body_bytes: int = 1_000_000
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # How long an album-browser sign-in lasts (a server-side session; the cookie never holds the client token).
+    api_session_ttl_s: float = 12 * 3600.0
     # By client name; JSON in the environment: LANDMARKS_API_TOKENS='{"web": {"token": "...", "users": ["alice"]}}'.
     api_tokens: dict[str, ApiClient] = Field(default_factory=_demo_api_clients)
     reconcile_interval_s: float = 300.0

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import mining, pipeline
 from shared.errors import TransientError
-from shared.failures import record_failure
+from shared.failures import record_failure_if_current
 from tasks.context import context
 
 RETRYABLE = (TransientError, OperationalError)
@@ -49,15 +49,20 @@ def record_photo_failure(
     message: str,
     error_type: str | None,
     traceback: str | None,
-) -> None:
+    etag: str | None = None,
+) -> str:
+    """Record the failure of the content ``etag`` (a message from before etags travelled has None: it matches no
+    stored content, so it is dropped and the sweep re-enqueues the photo left in processing)."""
     with context().session() as session:
-        record_failure(
+        failure = record_failure_if_current(
             session,
+            photo_id=uuid.UUID(photo_id),
+            etag=etag,
             task_name=task_name,
             task_id=task_id,
             reason=reason,
             message=message,
-            photo_id=uuid.UUID(photo_id),
             error_type=error_type,
             traceback=traceback,
         )
+        return "recorded" if failure is not None else "stale"

@@ -54,37 +54,34 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
             result = photos.record_removed(session, bucket=event.bucket, key=event.key)
         log.info("object_removed", bucket=event.bucket, key=event.key, action=result.action)
         return {"action": result.action}
-    metadata = dict(event.user_metadata or {})
-    owner = photos.resolve_owner(event.key, metadata)
-    etag, size, content_type = event.etag, event.size, event.content_type
-    if owner is None:
-        # Events may omit user metadata (SeaweedFS extended attrs, some webhooks): ask the object itself.
-        try:
-            info = stat_object(ctx.minio, event.bucket, event.key)
-        except ObjectMissing as exc:
-            with ctx.session() as session:
-                record_failure(
-                    session,
-                    task_name=self.name,
-                    task_id=self.request.id,
-                    reason="object_missing",
-                    message=str(exc),
-                    bucket=event.bucket,
-                    key=event.key,
-                )
-            return {"action": "failed", "reason": "object_missing"}
-        owner = photos.resolve_owner(event.key, info.metadata)
-        etag, size, content_type = etag or info.etag, size or info.size, content_type or info.content_type
+    # The object itself decides owner and content, never the event body: a forged or stale event's metadata and
+    # etag would otherwise file someone else's photo (the webhook is reachable by whoever holds its token).
+    try:
+        info = stat_object(ctx.minio, event.bucket, event.key)
+    except ObjectMissing as exc:
+        with ctx.session() as session:
+            record_failure(
+                session,
+                task_name=self.name,
+                task_id=self.request.id,
+                reason="object_missing",
+                message=str(exc),
+                bucket=event.bucket,
+                key=event.key,
+            )
+        return {"action": "failed", "reason": "object_missing"}
+    ownership = photos.decide_owner(event.key, info.metadata)
     with ctx.session() as session:
         result = photos.record_created(
             session,
             bucket=event.bucket,
             key=event.key,
-            etag=etag,
-            size=size,
-            content_type=content_type,
-            owner=owner,
+            etag=info.etag,
+            size=info.size,
+            content_type=info.content_type,
+            owner=ownership.owner,
             task_name=self.name,
+            ownership=ownership,
         )
     if result.action == "recognize":
         recognize_photo.delay(str(result.photo_id))  # after the commit that created the row

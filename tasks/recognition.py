@@ -277,6 +277,7 @@ def deliver(
             str(result),
             type(result.__cause__ or result).__name__,
             "".join(traceback.format_exception(result, limit=5)),
+            etag=ref.etag,  # applied only while the photo still holds this content
         )
         log.warning("photo_failed", photo_id=photo_id, reason=result.reason, error=str(result))
         return {"action": "failed", "reason": result.reason}

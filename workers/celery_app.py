@@ -10,6 +10,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.settings import Settings, get_settings
+from tasks.limits import TimeLimits
 from tasks.priorities import LIVE_PRIORITY, PRIORITY_STEPS, REPROCESS_PRIORITY
 from workers import signals  # noqa: F401  (connects logging, task context and metrics handlers)
 from workers.metrics import metrics_dir
@@ -61,6 +62,8 @@ def make_celery(settings: Settings) -> Celery:
             "priority_steps": PRIORITY_STEPS,
         },
         task_default_priority=LIVE_PRIORITY,
+        # Every kind of task has a soft and a hard time limit (tasks.limits, settings time_limits).
+        task_annotations=[TimeLimits(settings.time_limits)],
         worker_soft_shutdown_timeout=SOFT_SHUTDOWN_TIMEOUT_S,
         worker_enable_soft_shutdown_on_idle=True,  # also hand reserved (prefetched) messages back at once
         worker_cancel_long_running_tasks_on_connection_loss=True,  # the broker redelivers them anyway

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -46,9 +47,17 @@ def serve(
 
     from workers.api import create_app
     from workers.bridge.logs import configure_logging
+    from workers.exposure import WeakSecret, refuse_weak_secrets
     from workers.runtime import minio_client, presign_client, session_factory
 
     settings = get_settings()
+    listen = host or settings.api_host
+    tokens = {f"API token of client {name!r}": c.token.get_secret_value() for name, c in settings.api_tokens.items()}
+    try:
+        refuse_weak_secrets("API", listen, tokens or {"API token": None})
+    except WeakSecret as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
     configure_logging(settings.log_level, settings.log_json)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     log = structlog.get_logger("landmarks.api")
@@ -69,8 +78,9 @@ def serve(
         presigner=presign_client(),
         clients=settings.api_tokens,
         max_pixels=settings.recognition.max_pixels,
+        session_ttl=timedelta(seconds=settings.api_session_ttl_s),
     )
-    uvicorn.run(application, host=host or settings.api_host, port=port or settings.api_port, log_config=None)
+    uvicorn.run(application, host=listen, port=port or settings.api_port, log_config=None)
 
 
 @app.command()

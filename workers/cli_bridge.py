@@ -84,8 +84,14 @@ def run(
     from workers.bridge.subscriber import SeaweedSubscriber
     from workers.bridge.webhook import create_webhook_app
     from workers.celery_app import app as celery_app
+    from workers.exposure import WeakSecret, refuse_weak_secrets
 
     settings = get_settings()
+    if source in (Source.webhook, Source.both):
+        try:
+            refuse_weak_secrets("bridge webhook", host, {"webhook token": settings.webhook_token.get_secret_value()})
+        except WeakSecret as exc:
+            raise _fail(str(exc)) from exc
     configure_logging(settings.log_level, settings.log_json)
     log = structlog.get_logger("landmarks.bridge")
     _check_broker(settings, celery_app)

@@ -136,6 +136,23 @@ def refs_list(
     console.print(f"{with_refs} of {len(rows)} landmark(s) have hand-picked references")
 
 
+@gallery_app.command("share")
+def gallery_share(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    off: Annotated[bool, typer.Option("--off", help="Stop sharing: withdraw the user's rows at once.")] = False,
+) -> None:
+    """Let USER's photos join the gallery (mined candidates, corrections), or with --off stop and withdraw them."""
+    from shared import mining
+
+    try:
+        with db_session() as session:
+            withdrawn = mining.set_sharing(session, user, shares=not off)
+    except LookupError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{user}: {'not sharing' if off else 'sharing'}; {withdrawn} gallery rows withdrawn")
+
+
 @gallery_app.command("clean")
 def gallery_clean(
     wait: Annotated[bool, typer.Option(help="Run here and print the report instead of enqueueing.")] = False,

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status_command)
     app.add_typer(failures_app, name="failures")
     app.add_typer(metrics_app, name="metrics")
+    app.command("flower")(flower_command)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -344,3 +345,35 @@ def metrics_serve(
     chosen = port or metrics.DEFAULT_PORT
     typer.echo(f"serving {directory} at http://{host}:{chosen}/metrics", err=True)
     metrics.serve(directory, host, chosen, extra=FleetCollector(fleet_reader()))
+
+
+FLOWER_DEFAULT_PASSWORDS = ("landmarks", "admin")  # shared.settings' default, and the user name as password
+
+
+def flower_command(
+    address: Annotated[str, typer.Option(help="Address Flower listens on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default: settings flower.port).")] = None,
+) -> None:
+    """Run Flower (Celery monitoring) with basic auth: FLOWER_BASIC_AUTH=user:password, else settings flower.*.
+
+    Refuses a default or empty password unless Flower listens on loopback; then replaces this process with
+    `celery -A workers.celery_app flower`, the password passed in the environment (not on the command line).
+    """
+    import os
+
+    from workers.exposure import WeakSecret, refuse_weak_secrets
+
+    settings = get_settings()
+    auth = os.environ.get("FLOWER_BASIC_AUTH") or (
+        f"{settings.flower.user}:{settings.flower.password.get_secret_value()}"
+    )
+    passwords = {
+        f"Flower password of {user or '(no user)'}": pw for user, _, pw in (p.partition(":") for p in auth.split(","))
+    }
+    try:
+        refuse_weak_secrets("Flower", address, passwords, defaults=FLOWER_DEFAULT_PASSWORDS)
+    except WeakSecret as exc:
+        raise _fail(str(exc)) from exc
+    argv = ["celery", "-A", "workers.celery_app", "flower", f"--address={address}"]
+    argv.append(f"--port={port or settings.flower.port}")
+    os.execvpe(argv[0], argv, {**os.environ, "FLOWER_BASIC_AUTH": auth})

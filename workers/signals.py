@@ -13,7 +13,8 @@ from typing import Any
 
 import structlog
 from celery import current_app
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import setup_logging, task_failure, task_postrun, task_prerun, worker_init
 
 from workers import metrics
 from workers.logging import bind_task, clear_task, configure_logging
@@ -97,3 +98,33 @@ def _task_finished(
             m.album_write(retval)
     finally:
         clear_task()
+
+
+@task_failure.connect
+def _record_time_limit(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A task past its soft time limit is a recorded failure (``time_limit``), its photo failed with it: otherwise
+    the sweep would hand the photo to the next worker, and the next, each time for the whole limit."""
+    if not isinstance(exception, SoftTimeLimitExceeded) or sender is None:
+        return
+    import uuid
+
+    from shared.failures import record_time_limit
+    from tasks.context import context
+
+    photo_id = photo_id_of(sender, args, kwargs)
+    with context().session() as session:
+        record_time_limit(
+            session,
+            task_name=sender.name,
+            task_id=task_id,
+            soft_limit_s=getattr(sender, "soft_time_limit", None),
+            photo_id=uuid.UUID(photo_id) if photo_id else None,
+        )
+    log.error("task_time_limit", photo_id=photo_id, soft_limit_s=getattr(sender, "soft_time_limit", None))

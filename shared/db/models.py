@@ -334,3 +334,41 @@ class SceneTag(Base):
     label: Mapped[str] = mapped_column(String(64), nullable=False)
     score: Mapped[float] = mapped_column(Float, nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class UiSession(Base):
+    """A browser signed in to the album browser (/ui). Its cookie holds a random id; only the id's hash is kept
+    here, with the client it signed in as (and that client's token hash, so rotating the token signs it out), the
+    CSRF token its forms must carry, and when it expires."""
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(255), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class TrainingJobStatus(enum.StrEnum):
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class TrainingJob(Base):
+    """One training run, keyed by its task id: a redelivered training message finds its job and trains no second
+    version (``shared.training.jobs``). The job is marked done in the transaction that registers its version."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[TrainingJobStatus] = mapped_column(_enum(TrainingJobStatus, "training_job_status"), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

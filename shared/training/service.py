@@ -1,8 +1,9 @@
 """Train a model version from the gallery in PostgreSQL + object storage, publish and register it.
 
 The service the Celery task and ``landmarks model train --wait`` both call. Pooled backbone features of gallery
-objects are cached on disk by object key (gallery keys are content hashes, so an entry never goes stale): the
-second training run of the same gallery skips the backbone entirely.
+objects are cached on disk by object key and content (the etag, read with a stat at training time): gallery rows
+may point at users' photos, which can be overwritten under the same key, and old content must not keep
+training. The second training run of the same gallery skips the backbone entirely.
 
 ``finetune`` mode (:class:`FinetuneOptions`) first tunes the last backbone blocks on the gallery's landmark
 photos (augmented, :mod:`shared.training.finetune`), then trains and cross-fits the head exactly as ``features``
@@ -14,8 +15,9 @@ described in :mod:`shared.training.crossfit` comes from a network that has seen 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,7 @@ from shared.model_build import (
 )
 from shared.recognition.bundle import Bundle
 from shared.recognition.recognizer import EmbedsImages
-from shared.storage import ObjectMissing, read_object
+from shared.storage import ObjectMissing, read_object, stat_object
 from shared.training.curriculum import region_of
 from shared.training.pipeline import FeatureDataset, ProgressFn, TrainingProgress, train_model
 from shared.training.trainer import EpochReport, TrainConfig, TrainingData
@@ -63,8 +65,8 @@ class FinetuneOptions:
     head: bool = True  # False: publish the tuned backbone alone, decided and calibrated as an untrained model is
 
 
-def _cache_path(cache_dir: Path, bucket: str, key: str) -> Path:
-    digest = hashlib.sha1(f"{bucket}/{key}".encode()).hexdigest()
+def _cache_path(cache_dir: Path, bucket: str, key: str, etag: str) -> Path:
+    digest = hashlib.sha1(f"{bucket}/{key}@{etag}".encode()).hexdigest()
     return cache_dir / digest[:2] / f"{digest}.npy"
 
 
@@ -80,8 +82,12 @@ def cached_features(
     """Pooled features (rows of the objects that decoded) and their indices, from the cache where possible."""
     vectors: dict[int, np.ndarray] = {}
     todo: list[int] = []
+    paths: dict[int, Path] = {}
     for i, (bucket, key) in enumerate(objects):
-        path = _cache_path(cache_dir, bucket, key) if cache_dir else None
+        if cache_dir is not None:
+            with contextlib.suppress(ObjectMissing):  # embed_objects reports it
+                paths[i] = _cache_path(cache_dir, bucket, key, stat_object(client, bucket, key).etag)
+        path = paths.get(i)
         if path is not None and path.is_file():
             vectors[i] = np.load(path)
         else:
@@ -91,8 +97,8 @@ def cached_features(
         for row, j in zip(fresh.embeddings, fresh.ok, strict=True):
             i = todo[j]
             vectors[i] = row
-            if cache_dir:
-                path = _cache_path(cache_dir, *objects[i])
+            path = paths.get(i)
+            if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp.npy")
                 np.save(tmp, row)
@@ -210,6 +216,7 @@ def train_model_version(
     activate: bool = False,
     progress: ProgressFn | None = None,
     finetune: FinetuneOptions | None = None,
+    on_registered: Callable[[Session, ModelVersion], None] | None = None,
 ) -> ModelVersion:
     """Features of the gallery (landmark photos + negatives), train with cross-fitted calibration, publish the
     bundle and register the version with its metrics. ``embedder`` must be the untrained network (no head);
@@ -241,7 +248,13 @@ def train_model_version(
         assert backbone_state is not None
         bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
         return publish_bundle(
-            factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+            factory,
+            client,
+            bundle,
+            models_bucket=models_bucket,
+            model_store=model_store,
+            activate=activate,
+            on_registered=on_registered,
         )
     ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
@@ -266,7 +279,13 @@ def train_model_version(
     }
     bundle = replace(trained.bundle, metrics=metrics)
     return publish_bundle(
-        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+        factory,
+        client,
+        bundle,
+        models_bucket=models_bucket,
+        model_store=model_store,
+        activate=activate,
+        on_registered=on_registered,
     )
 
 

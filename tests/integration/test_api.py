@@ -6,6 +6,7 @@ object, are tested with a real SeaweedFS in test_browser_albums.py.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -323,11 +324,14 @@ def test_album_page_url_signs_the_browser_in(client: TestClient, world: World) -
 def test_pages_need_sign_in_and_the_right_user(client: TestClient, world: World) -> None:
     first = client.get("/ui/users/api-alice", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"].startswith("/ui/login?next=")
-    wrong = client.post("/ui/login", data={"token": "nope", "next": "/ui/users/api-alice"})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text).group(1)
+    wrong = client.post("/ui/login", data={"token": "nope", "next": "/ui/users/api-alice", "csrf": csrf})
     assert wrong.status_code == 401
+    csrf = re.search(r'name="csrf" value="([^"]+)"', wrong.text).group(1)  # each form gets its own
     login = client.post(
-        "/ui/login", data={"token": "token-alice", "next": "https://evil.example/"}, follow_redirects=False
-    )
+        "/ui/login", data={"token": "token-alice", "next": "https://evil.example/", "csrf": csrf},
+        follow_redirects=False,
+    )  # fmt: skip
     assert login.headers["location"] == "/ui/"  # no open redirect: the front door instead
     assert client.get("/ui/users/api-bob").status_code == 403
     assert client.get(f"/ui/photos/{world.bob}").status_code == 404

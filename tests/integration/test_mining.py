@@ -139,3 +139,44 @@ def test_the_albums_task_mines_only_when_the_setting_opts_in(
     assert tasks.albums.apply_recognition(str(photo_id), "e1", world["version"], outcome) == "applied"
     db_session.expire_all()
     assert len(_mined(db_session, photo_id)) == (2 if opt_in else 0)
+
+
+def _corrected(session: Session, owner: str, world, name: str) -> uuid.UUID:
+    """A sharing owner's photo the owner assigned to the Colosseum and rejected from the arch: two user rows."""
+    from shared import corrections
+
+    photo_id = _photo(session, owner, shares=True, gps=None, name=name)
+    corrections.assign(session, photo_id, f"colosseum_{world['tag']}")
+    corrections.assign(session, photo_id, f"arch_{world['tag']}")
+    corrections.reject(session, photo_id, landmark=f"arch_{world['tag']}")
+    return photo_id
+
+
+def _from_user(session: Session, photo_id: uuid.UUID) -> list[GalleryRole]:
+    rows = session.execute(select(GalleryPhoto).where(GalleryPhoto.photo_id == photo_id, GalleryPhoto.source == "user"))
+    return sorted(row.role for row in rows.scalars())
+
+
+def test_rows_from_user_corrections_are_withdrawn_on_delete_overwrite_and_unshare(db_session: Session, world) -> None:
+    owner = f"erin_{world['tag']}"
+    deleted, overwritten, kept = (_corrected(db_session, owner, world, f"{n}.jpg") for n in ("d", "o", "k"))
+    assert _from_user(db_session, kept) == sorted([GalleryRole.candidate, GalleryRole.rejected])
+    photos.record_removed(db_session, bucket="photos", key=f"users/{owner}/d.jpg")
+    assert _from_user(db_session, deleted) == []
+    photos.record_created(
+        db_session, bucket="photos", key=f"users/{owner}/o.jpg", etag="new-content", size=1, content_type=None,
+        owner=owner,
+    )  # fmt: skip
+    assert _from_user(db_session, overwritten) == []
+    assert len(_from_user(db_session, kept)) == 2
+    assert mining.set_sharing(db_session, owner, shares=False) == 2  # the owner opts out: withdrawn at once
+    assert _from_user(db_session, kept) == []
+
+
+def test_the_sweep_withdraws_user_rows_of_owners_who_no_longer_share(db_session: Session, world) -> None:
+    owner = f"fay_{world['tag']}"
+    photo_id = _corrected(db_session, owner, world, "s.jpg")
+    db_session.execute(select(User).where(User.name == owner)).scalar_one().share_for_gallery = False
+    db_session.flush()
+    mining.withdraw(db_session)
+    assert _from_user(db_session, photo_id) == []

@@ -168,3 +168,72 @@ def test_rows_whose_object_vanished_are_found_but_not_newer_rows(db_session: Ses
     ]
     # A row created after the listing began may belong to an upload the listing could not see yet.
     assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=earlier) == []
+
+
+def test_late_failure_of_replaced_content_leaves_the_new_version_pending(db_session: Session, world) -> None:
+    from shared.failures import record_failure_if_current
+
+    r = _created(db_session, "users/alice/late.jpg", etag="e1")
+    assert _created(db_session, "users/alice/late.jpg", etag="e2").action == "recognize"  # v2 uploaded meanwhile
+    late = record_failure_if_current(
+        db_session, photo_id=r.photo_id, etag="e1", task_name="t", reason="undecodable", message="v1 was bad"
+    )
+    assert late is None
+    assert db_session.get(Photo, r.photo_id).status == PhotoStatus.pending
+    assert db_session.execute(select(TaskFailure).where(TaskFailure.photo_id == r.photo_id)).first() is None
+    current = record_failure_if_current(
+        db_session, photo_id=r.photo_id, etag="e2", task_name="t", reason="undecodable", message="v2 is bad too"
+    )
+    assert current is not None and db_session.get(Photo, r.photo_id).status == PhotoStatus.failed
+
+
+def test_late_failure_of_a_deleted_photo_is_dropped(db_session: Session, world) -> None:
+    from shared.failures import record_failure_if_current
+
+    r = _created(db_session, "users/alice/gone-late.jpg", etag="e1")
+    photos.record_removed(db_session, bucket="photos", key="users/alice/gone-late.jpg")
+    failure = record_failure_if_current(
+        db_session, photo_id=r.photo_id, etag="e1", task_name="t", reason="object_missing", message="gone"
+    )
+    assert failure is None and db_session.get(Photo, r.photo_id).status == PhotoStatus.deleted
+
+
+def test_older_model_versions_result_landing_late_is_ignored(db_session: Session, world) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    v1, v2 = db_session.get(ModelVersion, world["v1"]), db_session.get(ModelVersion, world["v2"])
+    v1.activated_at = datetime.now(UTC) - timedelta(hours=1)
+    v2.activated_at, v1.status, v2.status = datetime.now(UTC), ModelStatus.retired, ModelStatus.active
+    r = _created(db_session, "users/alice/v.jpg")
+    assert apply_recognition(db_session, r.photo_id, "e1", world["v2"], _outcome("pisa_tower")) == "applied"
+    assert apply_recognition(db_session, r.photo_id, "e1", world["v1"], _outcome("colosseum")) == "superseded"
+    owner = db_session.get(Photo, r.photo_id).owner_id
+    assert _album_state(db_session) == [(owner, world["pisa"], 1)]
+    assert db_session.get(Photo, r.photo_id).model_version_id == world["v2"]
+    # A rollback activates v1 again: its results apply once more.
+    v1.activated_at, v1.status, v2.status = (
+        datetime.now(UTC) + timedelta(seconds=1),
+        ModelStatus.active,
+        ModelStatus.retired,
+    )
+    assert apply_recognition(db_session, r.photo_id, "e1", world["v1"], _outcome("colosseum")) == "applied"
+    assert _album_state(db_session) == [(owner, world["colosseum"], 1)]
+
+
+def test_the_key_layout_decides_the_owner_and_disagreeing_metadata_is_a_conflict() -> None:
+    assert photos.decide_owner("users/bob/x.jpg", {"X-Amz-Meta-User": "alice"}).reason == "owner_conflict"
+    assert photos.decide_owner("users/bob/x.jpg", {"user": "bob"}) == photos.Ownership("bob")
+    assert photos.decide_owner("x.jpg", {"user": "alice", "owner": "bob"}).reason == "owner_conflict"
+    assert photos.decide_owner("x.jpg", {}).reason == "no_owner"
+
+
+def test_an_owner_conflict_on_overwrite_takes_the_photo_out_of_its_owners_albums(db_session: Session, world) -> None:
+    r = _created(db_session, "users/alice/c.jpg")
+    apply_recognition(db_session, r.photo_id, "e1", world["v1"], _outcome("colosseum"))
+    conflict = photos.decide_owner("users/alice/c.jpg", {"user": "mallory"})
+    again = photos.record_created(
+        db_session, bucket="photos", key="users/alice/c.jpg", etag="e1", size=10, content_type=None,
+        owner=conflict.owner, ownership=conflict,
+    )  # fmt: skip
+    assert (again.action, again.reason) == ("failed", "owner_conflict")
+    assert _album_state(db_session) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from shared.imaging import DEFAULT_MAX_PIXELS
 from shared.settings import ApiClient
 from workers.api import routes_ui, routes_v1
 from workers.api.auth import TokenTable
+from workers.api.sessions import DEFAULT_TTL as DEFAULT_SESSION_TTL
 from workers.api.thumbs import Thumbnailer
 
 DESCRIPTION = """Landmark albums of a photo cloud's users, and the corrections users make to them.
@@ -33,6 +35,7 @@ def create_app(
     clients: Mapping[str, ApiClient],
     max_pixels: int = DEFAULT_MAX_PIXELS,
     presigner: Minio | None = None,
+    session_ttl: timedelta = DEFAULT_SESSION_TTL,
 ) -> FastAPI:
     """The API and the album browser over one database and one S3 client; ``presigner`` signs the URLs handed
     to users for the storage's public address (default: ``minio``, whose address may be internal)."""
@@ -43,6 +46,7 @@ def create_app(
     app.state.minio = minio
     app.state.presigner = presigner or minio
     app.state.tokens = TokenTable(clients)
+    app.state.session_ttl = session_ttl
     app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
     app.include_router(routes_v1.router)
     app.include_router(routes_ui.router)

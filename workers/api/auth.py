@@ -50,6 +50,7 @@ class TokenTable:
             principal = Principal(name, frozenset(client.users), client.read_only)
             entries.append(_Entry(_digest(token), principal))
         self._entries = tuple(entries)
+        self._by_client = {entry.principal.client: entry for entry in entries}
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The client whose token this is, or None; every client's token is compared, whatever matched."""
@@ -61,3 +62,13 @@ class TokenTable:
             if hmac.compare_digest(candidate, entry.digest) and found is None:
                 found = entry.principal
         return found
+
+    def by_client(self, name: str) -> Principal | None:
+        """The configured client of this name (a browser session names its client)."""
+        entry = self._by_client.get(name)
+        return entry.principal if entry else None
+
+    def token_hash(self, name: str) -> str | None:
+        """The SHA-256 (hex) of the client's current token: a session started with an older token is void."""
+        entry = self._by_client.get(name)
+        return entry.digest.hex() if entry else None

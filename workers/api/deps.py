@@ -8,19 +8,20 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared.db.models import Photo
 from shared.db.session import session_scope
 from workers.api import queries
+from workers.api import sessions as ui_sessions
 from workers.api.auth import Principal
+from workers.api.sessions import SignedIn
 
-COOKIE = "landmarks_token"
+COOKIE = "landmarks_session"  # a server-side session id (workers.api.sessions), never a client token
 PRESIGN_TTL = timedelta(hours=1)
 
 bearer = HTTPBearer(auto_error=False, description="A client token from LANDMARKS_API_TOKENS.")
-cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="Set by the album browser's sign-in.")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -30,29 +31,37 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def token_of(request: Request) -> str | None:
-    """``Authorization: Bearer <token>``, else the sign-in cookie."""
+    """``Authorization: Bearer <token>``; the browser's cookie is no token (it is accepted on /ui only)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(COOKIE)
+    return None
 
 
 def get_principal(
-    request: Request,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    _cookie: Annotated[str | None, Depends(cookie)],
+    request: Request, _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
-    """The client, or 401. (The two security dependencies only describe the schemes in the OpenAPI spec.)"""
+    """The client, or 401. (The security dependency only describes the scheme in the OpenAPI spec.)"""
     principal = request.app.state.tokens.authenticate(token_of(request))
     if principal is None:
         raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
+def get_signed_in(request: Request, session: Annotated[Session, Depends(get_session, scope="function")]) -> SignedIn:
+    """The browser's live session (/ui), or 401 (the sign-in form)."""
+    signed_in = ui_sessions.resume(session, request.app.state.tokens, request.cookies.get(COOKIE))
+    if signed_in is None:
+        raise HTTPException(401, "not signed in")
+    request.state.csrf = signed_in.csrf  # for the pages' forms
+    return signed_in
+
+
 # scope="function": commit before the response is sent, so a client that reads right after a write sees it.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+SignedInDep = Annotated[SignedIn, Depends(get_signed_in)]
 
 
 def check_user(principal: Principal, user: str) -> None:

@@ -15,6 +15,7 @@ from shared.errors import ServiceUnavailable
 from shared.imaging import ImageDecodeError
 from shared.storage import ObjectMissing
 from workers.api import queries, schemas, shapes
+from workers.api.auth import Principal
 from workers.api.deps import (
     PrincipalDep,
     SessionDep,
@@ -138,6 +139,11 @@ def photo_thumbnail(
     size: Annotated[int, Query(ge=1, le=SIZES[-1], description=f"Snapped up to one of {SIZES}.")] = 256,
 ) -> Response:
     """A JPEG thumbnail made from the user's own object (cached in memory by eTag and size)."""
+    return thumbnail_response(request, principal, photo_id, size)
+
+
+def thumbnail_response(request: Request, principal: Principal, photo_id: uuid.UUID, size: int) -> Response:
+    """The thumbnail for a client allowed to see the photo (the album browser's pages use it too)."""
     with session_scope(request.app.state.sessions) as session:  # closed before the S3 read and the resize
         photo, _ = visible_photo(session, principal, photo_id)
         bucket, key, etag = photo.bucket, photo.key, photo.etag
