@@ -24,7 +24,7 @@ from shared import albums, corrections
 from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
 from shared.errors import PermanentError
 from shared.failures import resolve_failures
-from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
+from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DecodedPhoto, ImageDecodeError, decode_photo
 from shared.scenes.store import set_scene_tags
 from shared.storage import ObjectMissing, read_object
 
@@ -123,6 +123,7 @@ def recognize_fetched(
     *,
     max_pixels: int,
     threads: int = 1,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> list[RecognitionOutcome | PhotoError]:
     """Decode each fetched photo (on ``threads`` threads), then recognise every decodable one in ONE recognizer
     call (a GPU's batch).
@@ -133,7 +134,7 @@ def recognize_fetched(
     time shared out per photo (``recognize``) and in full (``recognize_batch``).
     """
     items = list(zip(refs, fetched, strict=True))
-    decoded = _map(lambda item: _decode(recognizer, item[0], item[1], max_pixels), items, threads)
+    decoded = _map(lambda item: _decode(recognizer, item[0], item[1], max_pixels, max_decode_bytes), items, threads)
     return _recognize_decoded(recognizer, decoded)
 
 
@@ -145,6 +146,7 @@ def recognize_objects(
     max_bytes: int,
     max_pixels: int,
     threads: int = 1,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> list[RecognitionOutcome | PhotoError]:
     """Fetch, decode and recognise several photos with one recognizer call; per photo its outcome or its error
     (:data:`PhotoError`). Each photo is fetched and decoded on one of ``threads`` threads, so a GPU worker's
@@ -155,17 +157,25 @@ def recognize_objects(
             item: FetchedPhoto | PhotoError = fetch_photo(client, ref, max_bytes=max_bytes)
         except Exception as exc:  # kept in its place: one photo never fails the others
             item = exc
-        return _decode(recognizer, ref, item, max_pixels)
+        return _decode(recognizer, ref, item, max_pixels, max_decode_bytes)
 
     return _recognize_decoded(recognizer, _map(fetch_and_decode, list(refs), threads))
 
 
 def recognize_object(
-    client: Minio, recognizer: PhotoRecognizer, ref: PhotoRef, *, max_bytes: int, max_pixels: int
+    client: Minio,
+    recognizer: PhotoRecognizer,
+    ref: PhotoRef,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> RecognitionOutcome:
     """Fetch, decode and recognise one photo (a batch of one). Undecodable or missing objects raise
     PermanentError, an unreachable store TransientError; anything else unexpected is raised as it came."""
-    [result] = recognize_objects(client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels)
+    [result] = recognize_objects(
+        client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+    )
     if isinstance(result, Exception):
         raise result
     return result
@@ -192,14 +202,20 @@ def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
 
 
 def _decode(
-    recognizer: PhotoRecognizer, ref: PhotoRef, item: FetchedPhoto | PhotoError, max_pixels: int
+    recognizer: PhotoRecognizer,
+    ref: PhotoRef,
+    item: FetchedPhoto | PhotoError,
+    max_pixels: int,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> Decoded | PhotoError:
     """One fetched photo decoded for the recognizer, or the error it ends in (never raised)."""
     if isinstance(item, Exception):
         return item
     t0 = time.perf_counter()
     try:
-        photo = decode_photo(item.data, min_side=recognizer.min_side, max_pixels=max_pixels)
+        photo = decode_photo(
+            item.data, min_side=recognizer.min_side, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+        )
     except ImageDecodeError as exc:
         error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
         error.__cause__ = exc

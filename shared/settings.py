@@ -68,6 +68,10 @@ class RecognitionSettings(BaseModel):
     top_k: int = 1
     min_cluster_size: int = 0  # 0: scale to the gallery size
     max_pixels: int = 200_000_000
+    # Memory one decode may take, worked out per format from the header (shared/imaging/budget.py); a picture
+    # under max_pixels that would need more (a 16-bit or 32-bit bomb, a progressive JPEG's coefficients) is refused
+    # as too_large. The default fits a worker's 1 GiB budget per decode.
+    max_decode_bytes: int = Field(default=1 << 30, ge=1 << 20)
     # Micro-batching on recognize workers (tasks/recognition.py, celery-batches): up to `micro_batch` queued photos,
     # gathered for at most `micro_batch_wait_ms` after the first, share ONE recognizer call (one letterboxed
     # forward pass). A GPU embeds a batch in little more than the time of one photo; a CPU's time grows with the

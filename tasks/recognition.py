@@ -158,6 +158,7 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
             ref,
             max_bytes=MAX_OBJECT_BYTES,
             max_pixels=ctx.settings.recognition.max_pixels,
+            max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
         )
     except PermanentError as exc:
         return deliver(photo_id, ref, version_id, exc, task_name=self.name, task_id=self.request.id)
@@ -240,6 +241,7 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
         [refs[p] for p in ids],
         max_bytes=MAX_OBJECT_BYTES,
         max_pixels=ctx.settings.recognition.max_pixels,
+        max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
         threads=ctx.decode_threads,
     )
     for photo_id, outcome in zip(ids, outcomes, strict=True):

@@ -68,6 +68,7 @@ def serve(
         minio=minio_client(),
         clients=settings.api_tokens,
         max_pixels=settings.recognition.max_pixels,
+        max_decode_bytes=settings.recognition.max_decode_bytes,
     )
     uvicorn.run(application, host=host or settings.api_host, port=port or settings.api_port, log_config=None)
 

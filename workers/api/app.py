@@ -12,7 +12,7 @@ from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.imaging import DEFAULT_MAX_PIXELS
+from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
 from shared.settings import ApiClient
 from workers.api import routes_ui, routes_v1
 from workers.api.auth import TokenTable
@@ -31,13 +31,14 @@ def create_app(
     minio: Minio,
     clients: Mapping[str, ApiClient],
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> FastAPI:
     """The API and the album browser over one database and one S3 client."""
     app = FastAPI(title="landmarks albums API", version="1", description=DESCRIPTION)
     app.state.sessions = session_factory
     app.state.minio = minio
     app.state.tokens = TokenTable(clients)
-    app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
+    app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     app.include_router(routes_v1.router)
     app.include_router(routes_ui.router)
     app.middleware("http")(routes_ui.sign_in_from_query)
