@@ -24,6 +24,7 @@ from shared.failures import record_failure
 OWNER_METADATA_KEYS = ("user", "owner")
 KEY_LAYOUT = re.compile(r"^users/(?P<user>[^/]+)/.+")
 VALID_USER = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+CONTENT_TYPE_CHARS = 255  # photos.content_type is VARCHAR(255)
 
 Action = Literal["recognize", "unchanged", "deleted", "ignored", "failed"]
 
@@ -65,6 +66,7 @@ def record_created(
     task_name: str = "ingest.object_event",
 ) -> IngestResult:
     """Create or update the photo row of a new or overwritten object."""
+    content_type = _column_text(content_type, CONTENT_TYPE_CHARS)
     owner_id = ensure_user(session, owner) if owner else None
     photo_id = session.execute(
         insert(Photo)
@@ -108,6 +110,12 @@ def record_created(
         )
         return IngestResult("failed", photo_id, "no_owner")
     return IngestResult("recognize", photo_id)
+
+
+def _column_text(value: str | None, limit: int) -> str | None:
+    """An uploader's header cut to fit its column, NULs dropped: PostgreSQL would refuse either with a DataError,
+    which is never retried and would leave the photo without a row or a failure."""
+    return None if value is None else value.replace("\x00", "")[:limit]
 
 
 def record_removed(session: Session, *, bucket: str, key: str) -> IngestResult:

@@ -168,3 +168,14 @@ def test_rows_whose_object_vanished_are_found_but_not_newer_rows(db_session: Ses
     ]
     # A row created after the listing began may belong to an upload the listing could not see yet.
     assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=earlier) == []
+
+
+def test_an_overlong_or_nul_content_type_is_stored_cut_never_a_database_error(db_session: Session, world) -> None:
+    for key, content_type in (("long.jpg", "image/jpeg; x=" + "a" * 400), ("nul.jpg", "image/\x00jpeg")):
+        result = photos.record_created(
+            db_session, bucket="photos", key=key, etag="e1", size=10, content_type=content_type, owner="alice"
+        )
+        db_session.flush()
+        assert result.action == "recognize"
+        stored = db_session.get(Photo, result.photo_id).content_type
+        assert stored == content_type.replace("\x00", "")[: photos.CONTENT_TYPE_CHARS]
