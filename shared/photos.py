@@ -97,6 +97,7 @@ def record_created(
         corrections.forget(session, photo.id)  # and neither do the user's corrections of the old content
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
         photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
+        photo.delivery_count = 0  # new content: the runs that died were on the old one
         photo_id = photo.id
     if owner_id is None:
         record_failure(

@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from minio import Minio
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import albums, corrections
 from shared.db.models import Landmark, Photo, PhotoStatus, Recognition, RecognitionMethod
 from shared.errors import PermanentError
-from shared.failures import resolve_failures
+from shared.failures import record_failure, resolve_failures
 from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DecodedPhoto, ImageDecodeError, decode_photo
 from shared.scenes.store import set_scene_tags
 from shared.storage import ObjectMissing, read_object
@@ -35,6 +35,7 @@ class PhotoRef:
     bucket: str
     key: str
     etag: str | None
+    deliveries: int = 0  # runs begun on the photo that never ended: a worker died with it (begin_runs)
 
 
 @dataclass
@@ -81,13 +82,60 @@ class TagsScenes(Protocol):
     ) -> list[tuple[list[LandmarkMatch], dict[str, float]]]: ...
 
 
-def claim_photo(session: Session, photo_id: uuid.UUID) -> PhotoRef | None:
-    """Mark the photo processing; None when there is nothing to do (deleted, failed for good, unknown)."""
+def claim_photo(
+    session: Session,
+    photo_id: uuid.UUID,
+    *,
+    max_deliveries: int | None = None,
+    task_name: str = "recognition.recognize_photo",
+    task_id: str | None = None,
+) -> PhotoRef | None:
+    """Mark the photo processing; None when there is nothing to do (deleted, failed for good, unknown).
+
+    A photo whose last ``max_deliveries`` runs all died with their worker (:func:`begin_runs` counted them, no
+    :func:`end_runs` closed them) is a poison message: it is failed as ``worker_lost`` here and None returned,
+    so it kills no further worker. The returned ref says how many such runs it has had (``deliveries``).
+    """
     photo = session.get(Photo, photo_id, with_for_update=True)
     if photo is None or photo.status in (PhotoStatus.deleted, PhotoStatus.failed) or photo.owner_id is None:
         return None
+    if max_deliveries is not None and photo.delivery_count >= max_deliveries:
+        lost = photo.delivery_count
+        photo.delivery_count = 0  # a retry by the operator starts a fresh count
+        record_failure(
+            session,
+            task_name=task_name,
+            reason="worker_lost",
+            message=f"s3://{photo.bucket}/{photo.key}: {lost} recognition runs died with their worker (out of "
+            "memory, a crash) and it is not tried again",
+            photo_id=photo.id,
+            bucket=photo.bucket,
+            key=photo.key,
+            task_id=task_id,
+        )
+        return None
     photo.status = PhotoStatus.processing
-    return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag)
+    return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag, photo.delivery_count)
+
+
+def begin_runs(session: Session, photo_ids: Sequence[uuid.UUID]) -> None:
+    """Count a run on each photo before it starts: if the process dies during it, the count stays."""
+    if photo_ids:
+        session.execute(
+            update(Photo)
+            .where(Photo.id.in_(photo_ids))
+            .values(delivery_count=Photo.delivery_count + 1, updated_at=Photo.updated_at)
+        )
+
+
+def end_runs(session: Session, photo_ids: Sequence[uuid.UUID]) -> None:
+    """The runs ended, however they ended (a result, a recorded failure, a retry): nothing died with them."""
+    if photo_ids:
+        session.execute(
+            update(Photo)
+            .where(Photo.id.in_(photo_ids), Photo.delivery_count != 0)
+            .values(delivery_count=0, updated_at=Photo.updated_at)
+        )
 
 
 # What a photo of a batch may end in instead of an outcome: PermanentError (record it once), TransientError (retry
