@@ -49,6 +49,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from shared import pipeline
 from shared.accelerator import micro_batch_size
@@ -152,29 +153,38 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
     pid = uuid.UUID(photo_id)
     with ctx.session() as session:
         ref = claim(session, pid, ctx, task_id=self.request.id)
-        if ref is not None:
-            pipeline.begin_runs(session, [pid])
     if ref is None:
         return {"action": "skipped"}
+    version_id, recognizer = ctx.recognizer()  # a model that kills its worker on load is no photo's fault
+    with ctx.session() as session:
+        pipeline.begin_runs(session, [pid])
     try:
-        version_id, recognizer = ctx.recognizer()
-        try:
-            outcome = pipeline.recognize_object(
-                ctx.minio,
-                recognizer,
-                ref,
-                max_bytes=MAX_OBJECT_BYTES,
-                max_pixels=ctx.settings.recognition.max_pixels,
-                max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
-            )
-        except PermanentError as exc:
-            return deliver(photo_id, ref, version_id, exc, task_name=self.name, task_id=self.request.id)
-        return deliver(photo_id, ref, version_id, outcome, task_name=self.name, task_id=self.request.id)
+        result = recognize_or_fail(ctx, recognizer, ref)
+        return deliver(photo_id, ref, version_id, result, task_name=self.name, task_id=self.request.id)
     finally:  # not reached when the process dies: then the run stays counted
         end_runs(ctx, [pid])
 
 
-def claim(session: Any, photo_id: uuid.UUID, ctx: WorkerContext, *, task_id: str | None) -> pipeline.PhotoRef | None:
+def recognize_or_fail(
+    ctx: WorkerContext, recognizer: pipeline.PhotoRecognizer, ref: pipeline.PhotoRef
+) -> pipeline.RecognitionOutcome | PermanentError:
+    """One photo's outcome, or the permanent failure to record for it (anything else is raised)."""
+    try:
+        return pipeline.recognize_object(
+            ctx.minio,
+            recognizer,
+            ref,
+            max_bytes=MAX_OBJECT_BYTES,
+            max_pixels=ctx.settings.recognition.max_pixels,
+            max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
+        )
+    except PermanentError as exc:
+        return exc
+
+
+def claim(
+    session: Session, photo_id: uuid.UUID, ctx: WorkerContext, *, task_id: str | None
+) -> pipeline.PhotoRef | None:
     """claim_photo with this fleet's limit on runs that died with their worker."""
     return pipeline.claim_photo(
         session,
