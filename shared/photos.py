@@ -24,6 +24,7 @@ from shared.failures import record_failure
 OWNER_METADATA_KEYS = ("user", "owner")
 KEY_LAYOUT = re.compile(r"^users/(?P<user>[^/]+)/.+")
 VALID_USER = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+CONTENT_TYPE_CHARS = 255  # photos.content_type is VARCHAR(255)
 
 Action = Literal["recognize", "unchanged", "deleted", "ignored", "failed"]
 
@@ -94,6 +95,7 @@ def record_created(
 ) -> IngestResult:
     """Create or update the photo row of a new or overwritten object; without an owner it fails with the reason
     ``ownership`` gives (``no_owner`` when not given)."""
+    content_type = _column_text(content_type, CONTENT_TYPE_CHARS)
     owner_id = ensure_user(session, owner) if owner else None
     photo_id = session.execute(
         insert(Photo)
@@ -125,6 +127,7 @@ def record_created(
         mining.withdraw(session, photo_id=photo.id)  # nor gallery rows made from the old content
         photo.etag, photo.size, photo.content_type, photo.owner_id = etag, size, content_type, owner_id
         photo.status, photo.error, photo.model_version_id = PhotoStatus.pending, None, None
+        photo.delivery_count = 0  # new content: the runs that died were on the old one
         photo_id = photo.id
     if owner_id is None:
         why = ownership if ownership is not None and ownership.reason else NO_OWNER
@@ -140,6 +143,12 @@ def record_created(
         )
         return IngestResult("failed", photo_id, reason)
     return IngestResult("recognize", photo_id)
+
+
+def _column_text(value: str | None, limit: int) -> str | None:
+    """An uploader's header cut to fit its column, NULs dropped: PostgreSQL would refuse either with a DataError,
+    which is never retried and would leave the photo without a row or a failure."""
+    return None if value is None else value.replace("\x00", "")[:limit]
 
 
 def record_removed(session: Session, *, bucket: str, key: str) -> IngestResult:

@@ -17,14 +17,14 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from minio import Minio
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import albums, corrections
 from shared.db.models import Landmark, ModelVersion, Photo, PhotoStatus, Recognition, RecognitionMethod
 from shared.errors import PermanentError
-from shared.failures import resolve_failures
-from shared.imaging import DecodedPhoto, ImageDecodeError, decode_photo
+from shared.failures import record_failure, resolve_failures
+from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DecodedPhoto, ImageDecodeError, decode_photo
 from shared.scenes.store import set_scene_tags
 from shared.storage import ObjectMissing, read_object
 
@@ -35,6 +35,7 @@ class PhotoRef:
     bucket: str
     key: str
     etag: str | None
+    deliveries: int = 0  # runs begun on the photo that never ended: a worker died with it (begin_runs)
 
 
 @dataclass
@@ -81,13 +82,60 @@ class TagsScenes(Protocol):
     ) -> list[tuple[list[LandmarkMatch], dict[str, float]]]: ...
 
 
-def claim_photo(session: Session, photo_id: uuid.UUID) -> PhotoRef | None:
-    """Mark the photo processing; None when there is nothing to do (deleted, failed for good, unknown)."""
+def claim_photo(
+    session: Session,
+    photo_id: uuid.UUID,
+    *,
+    max_deliveries: int | None = None,
+    task_name: str = "recognition.recognize_photo",
+    task_id: str | None = None,
+) -> PhotoRef | None:
+    """Mark the photo processing; None when there is nothing to do (deleted, failed for good, unknown).
+
+    A photo whose last ``max_deliveries`` runs all died with their worker (:func:`begin_runs` counted them, no
+    :func:`end_runs` closed them) is a poison message: it is failed as ``worker_lost`` here and None returned,
+    so it kills no further worker. The returned ref says how many such runs it has had (``deliveries``).
+    """
     photo = session.get(Photo, photo_id, with_for_update=True)
     if photo is None or photo.status in (PhotoStatus.deleted, PhotoStatus.failed) or photo.owner_id is None:
         return None
+    if max_deliveries is not None and photo.delivery_count >= max_deliveries:
+        lost = photo.delivery_count
+        photo.delivery_count = 0  # a retry by the operator starts a fresh count
+        record_failure(
+            session,
+            task_name=task_name,
+            reason="worker_lost",
+            message=f"s3://{photo.bucket}/{photo.key}: {lost} recognition runs died with their worker (out of "
+            "memory, a crash) and it is not tried again",
+            photo_id=photo.id,
+            bucket=photo.bucket,
+            key=photo.key,
+            task_id=task_id,
+        )
+        return None
     photo.status = PhotoStatus.processing
-    return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag)
+    return PhotoRef(photo.id, photo.bucket, photo.key, photo.etag, photo.delivery_count)
+
+
+def begin_runs(session: Session, photo_ids: Sequence[uuid.UUID]) -> None:
+    """Count a run on each photo before it starts: if the process dies during it, the count stays."""
+    if photo_ids:
+        session.execute(
+            update(Photo)
+            .where(Photo.id.in_(photo_ids))
+            .values(delivery_count=Photo.delivery_count + 1, updated_at=Photo.updated_at)
+        )
+
+
+def end_runs(session: Session, photo_ids: Sequence[uuid.UUID]) -> None:
+    """The runs ended, however they ended (a result, a recorded failure, a retry): nothing died with them."""
+    if photo_ids:
+        session.execute(
+            update(Photo)
+            .where(Photo.id.in_(photo_ids), Photo.delivery_count != 0)
+            .values(delivery_count=0, updated_at=Photo.updated_at)
+        )
 
 
 # What a photo of a batch may end in instead of an outcome: PermanentError (record it once), TransientError (retry
@@ -123,6 +171,7 @@ def recognize_fetched(
     *,
     max_pixels: int,
     threads: int = 1,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> list[RecognitionOutcome | PhotoError]:
     """Decode each fetched photo (on ``threads`` threads), then recognise every decodable one in ONE recognizer
     call (a GPU's batch).
@@ -133,7 +182,7 @@ def recognize_fetched(
     time shared out per photo (``recognize``) and in full (``recognize_batch``).
     """
     items = list(zip(refs, fetched, strict=True))
-    decoded = _map(lambda item: _decode(recognizer, item[0], item[1], max_pixels), items, threads)
+    decoded = _map(lambda item: _decode(recognizer, item[0], item[1], max_pixels, max_decode_bytes), items, threads)
     return _recognize_decoded(recognizer, decoded)
 
 
@@ -145,6 +194,7 @@ def recognize_objects(
     max_bytes: int,
     max_pixels: int,
     threads: int = 1,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> list[RecognitionOutcome | PhotoError]:
     """Fetch, decode and recognise several photos with one recognizer call; per photo its outcome or its error
     (:data:`PhotoError`). Each photo is fetched and decoded on one of ``threads`` threads, so a GPU worker's
@@ -155,17 +205,25 @@ def recognize_objects(
             item: FetchedPhoto | PhotoError = fetch_photo(client, ref, max_bytes=max_bytes)
         except Exception as exc:  # kept in its place: one photo never fails the others
             item = exc
-        return _decode(recognizer, ref, item, max_pixels)
+        return _decode(recognizer, ref, item, max_pixels, max_decode_bytes)
 
     return _recognize_decoded(recognizer, _map(fetch_and_decode, list(refs), threads))
 
 
 def recognize_object(
-    client: Minio, recognizer: PhotoRecognizer, ref: PhotoRef, *, max_bytes: int, max_pixels: int
+    client: Minio,
+    recognizer: PhotoRecognizer,
+    ref: PhotoRef,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> RecognitionOutcome:
     """Fetch, decode and recognise one photo (a batch of one). Undecodable or missing objects raise
     PermanentError, an unreachable store TransientError; anything else unexpected is raised as it came."""
-    [result] = recognize_objects(client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels)
+    [result] = recognize_objects(
+        client, recognizer, [ref], max_bytes=max_bytes, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+    )
     if isinstance(result, Exception):
         raise result
     return result
@@ -192,14 +250,20 @@ def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
 
 
 def _decode(
-    recognizer: PhotoRecognizer, ref: PhotoRef, item: FetchedPhoto | PhotoError, max_pixels: int
+    recognizer: PhotoRecognizer,
+    ref: PhotoRef,
+    item: FetchedPhoto | PhotoError,
+    max_pixels: int,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> Decoded | PhotoError:
     """One fetched photo decoded for the recognizer, or the error it ends in (never raised)."""
     if isinstance(item, Exception):
         return item
     t0 = time.perf_counter()
     try:
-        photo = decode_photo(item.data, min_side=recognizer.min_side, max_pixels=max_pixels)
+        photo = decode_photo(
+            item.data, min_side=recognizer.min_side, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+        )
     except ImageDecodeError as exc:
         error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")
         error.__cause__ = exc

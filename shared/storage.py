@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,21 +120,46 @@ def stat_object(client: Minio, bucket: str, key: str) -> ObjectInfo:
 
 
 def read_object(client: Minio, bucket: str, key: str, *, max_bytes: int) -> bytes:
-    """The object's bytes; refuses objects larger than ``max_bytes`` (checked while reading)."""
+    """The object's bytes, inflated when stored with ``Content-Encoding: gzip`` or ``deflate``.
+
+    Refuses, while reading, an object whose stored or inflated size is over ``max_bytes``: the body is taken as
+    stored (the HTTP library's own decoding is off) and inflated here at most ``max_bytes + 1`` bytes deep.
+    """
     with _object_errors(client, bucket, key):
         response = client.get_object(bucket, key)
+    too_large = f"s3://{bucket}/{key} is larger than {max_bytes} bytes"
     try:
+        inflater = _inflater(response.headers.get("Content-Encoding"))
         buf = io.BytesIO()
-        for chunk in response.stream(1 << 20):
-            buf.write(chunk)
+        stored = 0
+        for chunk in response.stream(1 << 20, decode_content=False):
+            stored += len(chunk)
+            room = max_bytes - buf.tell()
+            data = chunk if inflater is None else inflater.decompress(chunk, room + 1)
+            if stored > max_bytes or len(data) > room:
+                raise ValueError(too_large + (" once inflated" if stored <= max_bytes else ""))
+            buf.write(data)
+        if inflater is not None:
+            buf.write(inflater.flush())  # unconsumed input was refused above: this is the last window only
             if buf.tell() > max_bytes:
-                raise ValueError(f"s3://{bucket}/{key} is larger than {max_bytes} bytes")
+                raise ValueError(too_large + " once inflated")
         return buf.getvalue()
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
     finally:
         response.close()
         response.release_conn()
+
+
+def _inflater(encoding: str | None) -> zlib._Decompress | None:
+    """A bounded inflater for gzip or deflate; None for identity, an unknown or a stacked coding (read as stored:
+    the image decoder then refuses what it cannot read)."""
+    coding = (encoding or "").strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if coding == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib-wrapped, as HTTP's deflate is meant to be
+    return None
 
 
 def put_file(

@@ -18,6 +18,10 @@ Reliability of a micro-batch (at least once, like the plain task; every write do
   (SIGKILL, out of memory) they are rejected with requeue, as `reject_on_worker_lost` does for the plain task.
   If the worker itself dies or shuts down, its unacknowledged messages, batched or still buffered, go back to
   Redis (at once on a warm shutdown, after the visibility timeout on a kill).
+- A photo whose runs keep dying with their process (a decoder bomb, a segfault) is a poison message: every run is
+  counted in PostgreSQL before it starts and closed when it ends (`photos.delivery_count`); a photo that was in a
+  run that died is run alone, after the rest of its batch, and after `max_deliveries` dead runs it is failed as
+  `worker_lost` when claimed instead of being run again. The plain task counts the same way.
 - A transient fault (S3, PostgreSQL) of one photo retries that photo alone: its message is published again with
   the same id, `retries` + 1 and an exponential, jittered countdown (what Celery's autoretry does for the plain
   task), then the original is acknowledged with the batch. After `MAX_RETRIES` it is left to the sweep, which
@@ -45,6 +49,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from shared import pipeline
 from shared.accelerator import micro_batch_size
@@ -147,21 +152,56 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
     ctx = context()
     pid = uuid.UUID(photo_id)
     with ctx.session() as session:
-        ref = pipeline.claim_photo(session, pid)
+        ref = claim(session, pid, ctx, task_id=self.request.id)
     if ref is None:
         return {"action": "skipped"}
-    version_id, recognizer = ctx.recognizer()
+    version_id, recognizer = ctx.recognizer()  # a model that kills its worker on load is no photo's fault
+    with ctx.session() as session:
+        pipeline.begin_runs(session, [pid])
     try:
-        outcome = pipeline.recognize_object(
+        result = recognize_or_fail(ctx, recognizer, ref)
+        return deliver(photo_id, ref, version_id, result, task_name=self.name, task_id=self.request.id)
+    finally:  # not reached when the process dies: then the run stays counted
+        end_runs(ctx, [pid])
+
+
+def recognize_or_fail(
+    ctx: WorkerContext, recognizer: pipeline.PhotoRecognizer, ref: pipeline.PhotoRef
+) -> pipeline.RecognitionOutcome | PermanentError:
+    """One photo's outcome, or the permanent failure to record for it (anything else is raised)."""
+    try:
+        return pipeline.recognize_object(
             ctx.minio,
             recognizer,
             ref,
             max_bytes=MAX_OBJECT_BYTES,
             max_pixels=ctx.settings.recognition.max_pixels,
+            max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
         )
     except PermanentError as exc:
-        return deliver(photo_id, ref, version_id, exc, task_name=self.name, task_id=self.request.id)
-    return deliver(photo_id, ref, version_id, outcome, task_name=self.name, task_id=self.request.id)
+        return exc
+
+
+def claim(
+    session: Session, photo_id: uuid.UUID, ctx: WorkerContext, *, task_id: str | None
+) -> pipeline.PhotoRef | None:
+    """claim_photo with this fleet's limit on runs that died with their worker."""
+    return pipeline.claim_photo(
+        session,
+        photo_id,
+        max_deliveries=ctx.settings.recognition.max_deliveries,
+        task_name=RECOGNIZE_TASK,
+        task_id=task_id,
+    )
+
+
+def end_runs(ctx: WorkerContext, photo_ids: Sequence[uuid.UUID]) -> None:
+    """Close the photos' runs; a database that fails here costs them one counted run, never the result."""
+    try:
+        with ctx.session() as session:
+            pipeline.end_runs(session, photo_ids)
+    except RETRYABLE as exc:
+        log.warning("end_runs_failed", photos=len(photo_ids), error=str(exc))
 
 
 @shared_task(name=BATCH_TASK, base=MicroBatches, bind=True, acks_late=True)
@@ -217,7 +257,7 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
     for photo_id in groups:
         try:
             with ctx.session() as session:
-                ref = pipeline.claim_photo(session, uuid.UUID(photo_id))
+                ref = claim(session, uuid.UUID(photo_id), ctx, task_id=groups[photo_id][0].id)
         except Exception as exc:
             settle(photo_id, exc=exc)
             continue
@@ -233,26 +273,50 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
         for photo_id in refs:
             settle(photo_id, exc=exc)
         return out
-    ids = list(refs)
-    outcomes = pipeline.recognize_objects(
-        ctx.minio,
-        recognizer,
-        [refs[p] for p in ids],
-        max_bytes=MAX_OBJECT_BYTES,
-        max_pixels=ctx.settings.recognition.max_pixels,
-        threads=ctx.decode_threads,
-    )
-    for photo_id, outcome in zip(ids, outcomes, strict=True):
-        if isinstance(outcome, Exception) and not isinstance(outcome, PermanentError):
-            settle(photo_id, exc=outcome)
-            continue
-        first = groups[photo_id][0].id
+
+    def recognize_together(ids: list[str]) -> None:
+        pids = [uuid.UUID(p) for p in ids]
         try:
-            result = deliver(photo_id, refs[photo_id], version_id, outcome, task_name=RECOGNIZE_TASK, task_id=first)
+            with ctx.session() as session:
+                pipeline.begin_runs(session, pids)
         except Exception as exc:
-            settle(photo_id, exc=exc)
-            continue
-        settle(photo_id, result)
+            for photo_id in ids:
+                settle(photo_id, exc=exc)
+            return
+        try:
+            outcomes = pipeline.recognize_objects(
+                ctx.minio,
+                recognizer,
+                [refs[p] for p in ids],
+                max_bytes=MAX_OBJECT_BYTES,
+                max_pixels=ctx.settings.recognition.max_pixels,
+                max_decode_bytes=ctx.settings.recognition.max_decode_bytes,
+                threads=ctx.decode_threads,
+            )
+            for photo_id, outcome in zip(ids, outcomes, strict=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, PermanentError):
+                    settle(photo_id, exc=outcome)
+                    continue
+                first = groups[photo_id][0].id
+                try:
+                    result = deliver(
+                        photo_id, refs[photo_id], version_id, outcome, task_name=RECOGNIZE_TASK, task_id=first
+                    )
+                except Exception as exc:
+                    settle(photo_id, exc=exc)
+                    continue
+                settle(photo_id, result)
+        finally:  # not reached when the process dies: then the runs stay counted
+            end_runs(ctx, pids)
+
+    # A photo that was in a run that died may be what killed it: the others go first, together, then each such
+    # photo alone (the least suspect first), so one poison photo never takes the rest of its batch with it again.
+    fresh = [p for p in refs if refs[p].deliveries == 0]
+    suspects = sorted((p for p in refs if refs[p].deliveries), key=lambda p: refs[p].deliveries)
+    if suspects:
+        log.warning("micro_batch_suspects", photos=suspects, fresh=len(fresh))
+    for ids in ([fresh] if fresh else []) + [[p] for p in suspects]:
+        recognize_together(ids)
     return out
 
 

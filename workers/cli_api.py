@@ -79,6 +79,7 @@ def serve(
         clients=settings.api_tokens,
         max_pixels=settings.recognition.max_pixels,
         session_ttl=timedelta(seconds=settings.api_session_ttl_s),
+        max_decode_bytes=settings.recognition.max_decode_bytes,
     )
     uvicorn.run(application, host=listen, port=port or settings.api_port, log_config=None)
 

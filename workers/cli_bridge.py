@@ -12,6 +12,7 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from shared.ops.redact import redact_text, redact_url
 from shared.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -38,7 +39,8 @@ def _check_broker(settings: Settings, celery_app) -> None:
         with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:
-        raise _fail(f"the Redis broker at {settings.broker_url} is unreachable: {exc}") from exc
+        url = settings.broker_url
+        raise _fail(f"the Redis broker at {redact_url(url)} is unreachable: {redact_text(str(exc), url)}") from exc
 
 
 def _cursor_store(settings: Settings, cursor_name: str):

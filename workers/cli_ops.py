@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from shared.db.models import PhotoStatus
 from shared.ops import failures as failure_ops
 from shared.ops import reprocess as reprocess_ops
+from shared.ops.redact import redact_text, redact_url
 from shared.ops.selectors import PhotoSelector, SelectorError
 from shared.ops.status import database_status
 from shared.settings import get_settings
@@ -61,7 +62,8 @@ def _database_error(exc: Exception) -> typer.Exit:
 
 
 def _broker_error(exc: Exception) -> typer.Exit:
-    return _fail(f"the Redis broker at {get_settings().broker_url} is unreachable: {exc}")
+    url = get_settings().broker_url
+    return _fail(f"the Redis broker at {redact_url(url)} is unreachable: {redact_text(str(exc), url)}")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -177,7 +179,8 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
     with db_session() as session:
         db = database_status(session)
     app = _celery()
-    broker: dict[str, Any] = {"url": get_settings().broker_url, "reachable": True, "error": None}
+    broker_url = get_settings().broker_url
+    broker: dict[str, Any] = {"url": redact_url(broker_url), "reachable": True, "error": None}
     workers: dict[str, list[str]] | None = None
     queues: dict[str, Any] | None = None
     unacked: int | None = None
@@ -188,7 +191,7 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
                   for d in depths}  # fmt: skip
         workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
     except (BrokerUnavailable, *BROKER_ERRORS) as exc:
-        broker.update(reachable=False, error=str(exc))
+        broker.update(reachable=False, error=redact_text(str(exc), broker_url))
     return {
         "time": db.now,
         "broker": broker,

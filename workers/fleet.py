@@ -16,6 +16,7 @@ from kombu.transport.redis import PRIORITY_STEPS as KOMBU_PRIORITY_STEPS
 from kombu.transport.redis import Channel
 
 from shared.events import CREATED, ObjectEvent
+from shared.ops.redact import redact_text, redact_url
 
 RECOGNIZE_TASK = "recognition.recognize_photo"
 INGEST_TASK = "ingest.object_event"
@@ -45,6 +46,12 @@ def priority_key(queue: str, step: int) -> str:
     return f"{queue}{Channel.sep}{step}" if step else queue
 
 
+def _unavailable(app: Celery, exc: Exception) -> BrokerUnavailable:
+    """The broker error an operator reads: its address, never its password."""
+    url = app.conf.broker_url
+    return BrokerUnavailable(f"the Redis broker at {redact_url(url)} is unreachable: {redact_text(str(exc), url)}")
+
+
 def _redis(app: Celery) -> redis.Redis:
     return redis.Redis.from_url(app.conf.broker_url, socket_timeout=3, socket_connect_timeout=3)
 
@@ -60,7 +67,7 @@ def queue_depths(app: Celery, queues: Iterable[str]) -> list[QueueDepth]:
                     pipe.llen(priority_key(name, step))
             lengths = iter(pipe.execute())
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"the Redis broker at {app.conf.broker_url} is unreachable: {exc}") from exc
+        raise _unavailable(app, exc) from exc
     return [QueueDepth(name, {step: int(next(lengths)) for step in steps}) for name in names]
 
 
@@ -70,7 +77,7 @@ def unacked_count(app: Celery) -> int:
         with _redis(app) as client:
             return int(client.hlen(UNACKED_KEY))
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"the Redis broker at {app.conf.broker_url} is unreachable: {exc}") from exc
+        raise _unavailable(app, exc) from exc
 
 
 def workers_by_queue(app: Celery, queues: Iterable[str], timeout: float = 1.0) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ Importing this package sets two pieces of process-wide Pillow state, on purpose 
 it) and pillow-heif's opener is registered so HEIC/HEIF opens like any other format.
 """
 
+from shared.imaging.budget import DEFAULT_MAX_DECODE_BYTES
 from shared.imaging.decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -17,6 +18,7 @@ from shared.imaging.errors import ImageDecodeError
 from shared.imaging.meta import PhotoMeta, parse_gps, parse_taken_at
 
 __all__ = [
+    "DEFAULT_MAX_DECODE_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIDE",
     "DecodedPhoto",

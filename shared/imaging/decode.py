@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
+from shared.imaging.budget import DEFAULT_MAX_DECODE_BYTES, decode_cost
+from shared.imaging.convert import NATIVE_MODES, reduce_to_eight_bit
 from shared.imaging.errors import PILLOW_ERRORS, ImageDecodeError, classify
+from shared.imaging.formats import open_formats
 from shared.imaging.meta import (
     TRANSPOSE_FOR_ORIENTATION,
     PhotoMeta,
@@ -43,8 +45,6 @@ Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 if register_heif_opener is not None:
     register_heif_opener()
 
-# EPS is decoded by running Ghostscript on the file: never on untrusted uploads.
-_DENIED_FORMATS = frozenset({"EPS"})
 _RESAMPLE = Image.Resampling.LANCZOS
 # Box-reduce by an integer factor first, Lanczos for the last 2-4x: half to a third of a plain Lanczos resize
 # from a 3-12 MP PNG/WebP/HEIF (JPEG arrives already within 2x through draft, so it is unaffected).
@@ -64,16 +64,22 @@ class DecodedPhoto:
 
 
 def decode_photo(
-    source: Source, *, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: Source,
+    *,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> DecodedPhoto:
     """Decode an upload to RGB, EXIF orientation applied, shorter side reduced to ``min_side``.
 
     ``source`` is the bytes, a binary file object (read from offset 0, not closed) or a path. Raises
     :class:`ImageDecodeError` for bytes that are not a usable image; a missing path raises ``OSError`` as usual.
-    Images with more than ``max_pixels`` pixels are refused from their header, before decoding.
+    Images with more than ``max_pixels`` pixels, or whose decode would take more than ``max_decode_bytes`` of
+    memory (:func:`~shared.imaging.budget.decode_cost`), are refused as ``too_large`` from their header, before
+    decoding. Formats outside :data:`~shared.imaging.formats.ALLOWED_FORMATS` are refused as ``unsupported``.
     """
-    if min_side < 1 or max_pixels < 1:
-        raise ValueError("min_side and max_pixels must be positive")
+    if min_side < 1 or max_pixels < 1 or max_decode_bytes < 1:
+        raise ValueError("min_side, max_pixels and max_decode_bytes must be positive")
 
     def work(im: ImageFile.ImageFile) -> DecodedPhoto:
         width, height = im.size
@@ -85,10 +91,18 @@ def decode_photo(
         target = _target_size(stored, min_side)
         if target != stored:
             im.draft(None, target)  # JPEG: DCT-domain scaling; HEIF: an embedded thumbnail; others: no-op
+        factor = _reduce_factor(im.size, target)
+        cost = decode_cost(im, stored, factor)
+        if cost > max_decode_bytes:
+            raise ImageDecodeError(
+                "too_large",
+                f"{width}x{height} {fmt} in mode {im.mode} needs about {cost >> 20} MiB to decode, "
+                f"more than the limit of {max_decode_bytes >> 20} MiB",
+            )
         im.load()
         exif = read_exif(im)  # after load(): PNG keeps eXIf after the pixel data
         meta = photo_meta(exif, size=stored, format=fmt)
-        image = _flatten(_resize(_eight_bit_or_rgb(im), target))
+        image = _flatten(_resize(_reduced(im, factor), target))
         turn = TRANSPOSE_FOR_ORIENTATION.get(orientation(exif))
         if turn is not None:
             image = image.transpose(turn)
@@ -126,7 +140,7 @@ def _with_image(source: Source, work: Callable[[ImageFile.ImageFile], T]) -> T:
         if length == 0:
             raise ImageDecodeError("empty", "the upload has zero bytes")
         try:
-            with Image.open(stream, formats=_open_formats()) as im:
+            with Image.open(stream, formats=open_formats()) as im:
                 return work(im)
         except ImageDecodeError:
             raise
@@ -149,12 +163,6 @@ def _stream(source: Source) -> tuple[BinaryIO, bool]:
     return io.BytesIO(source.read()), False
 
 
-def _open_formats() -> list[str]:
-    """Every format Pillow (and pillow-heif) can open, minus the denied ones, in Pillow's own order."""
-    Image.init()
-    return [fmt for fmt in Image.ID if fmt not in _DENIED_FORMATS]
-
-
 def _target_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
     """Smallest size with the same aspect whose shorter side is ``min_side``; never larger than ``size``."""
     width, height = size
@@ -167,31 +175,17 @@ def _target_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
     return max(min_side, round(width * scale)), min_side
 
 
-def _eight_bit_or_rgb(im: Image.Image) -> Image.Image:
-    """Bring any Pillow mode to L, RGB or RGBA (alpha kept so that resize weighs it correctly)."""
-    if im.mode in ("L", "RGB", "RGBA"):
-        return im
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        return _grey_from_wide(im)
-    if im.mode == "1":
-        return im.convert("L")
-    target = "RGBA" if im.has_transparency_data else "RGB"
-    try:
-        return im.convert(target)
-    except ValueError as exc:  # e.g. LAB: Pillow cannot convert it without a colour profile
-        raise ImageDecodeError("unsupported", f"colour mode {im.mode} cannot be converted to RGB") from exc
+def _reduce_factor(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """The integer box reduction Pillow's resize would apply first with ``reducing_gap`` (1 when none)."""
+    return (
+        max(1, int(size[0] / target[0] / _REDUCING_GAP)),
+        max(1, int(size[1] / target[1] / _REDUCING_GAP)),
+    )
 
 
-def _grey_from_wide(im: Image.Image) -> Image.Image:
-    """16-bit / 32-bit grey to 8 bits by scaling; Pillow's own convert clips everything above 255 to white."""
-    values = np.asarray(im)
-    if im.mode == "F":
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        peak = float(values.max(initial=0.0))
-        eight = np.clip(values * (255.0 if peak <= 1.0 else 1.0), 0, 255)
-    else:  # I;16* and I (16-bit PNG/TIFF): 0..65535
-        eight = np.clip(values.astype(np.int64), 0, 65535) >> 8
-    return Image.fromarray(eight.astype(np.uint8))
+def _reduced(im: Image.Image, factor: tuple[int, int]) -> Image.Image:
+    """L, RGB or RGBA: as they are (resize reduces them itself), any other mode converted and reduced in strips."""
+    return im if im.mode in NATIVE_MODES else reduce_to_eight_bit(im, factor)
 
 
 def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:

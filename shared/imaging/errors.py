@@ -7,6 +7,7 @@ import struct
 from PIL import Image, UnidentifiedImageError
 
 from shared.errors import PermanentError
+from shared.imaging.formats import refused_format
 
 # Exceptions Pillow and its plugins raise on hostile or broken input (Pillow documents no single base class).
 PILLOW_ERRORS: tuple[type[BaseException], ...] = (
@@ -84,6 +85,9 @@ def classify(exc: BaseException, *, head: bytes, length: int | None) -> ImageDec
         return ImageDecodeError("too_large", f"header claims too many pixels: {text}")
     if isinstance(exc, UnidentifiedImageError):
         if sniffed is None:
+            refused = refused_format(head)
+            if refused is not None:
+                return ImageDecodeError("unsupported", f"{refused} images are not accepted (not a photo format)")
             return ImageDecodeError("not_an_image", "not an image: no image format recognises these bytes")
         if sniffed in ("HEIF", "AVIF") and sniffed not in Image.OPEN:
             return ImageDecodeError("unsupported", f"{sniffed} image but no decoder is installed for it")

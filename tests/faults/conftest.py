@@ -200,6 +200,18 @@ class FaultStack:
         self.stack.registry.remove(app)
         return pids
 
+    def kill_pool_child(self, app: str) -> int:
+        """SIGKILL the pool process of a Celery worker (what the OOM killer picks), not the worker: the worker sees
+        it lost and, with ``reject_on_worker_lost``, puts the task's message back at once. Returns its pid."""
+        from workers.devstack import proc
+
+        record = self.stack.registry.read(app)
+        assert record is not None and record.running(), f"{app} is not running"
+        children = [m.pid for m in proc.group_members(record.pgid) if m.ppid == record.pid]
+        assert len(children) == 1, f"{app}: expected one pool process, found {children}"
+        os.kill(children[0], signal.SIGKILL)
+        return children[0]
+
     # --- logs and the final audit -----------------------------------------------------------------------------
 
     def log_files(self) -> list[Path]:

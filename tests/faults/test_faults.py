@@ -7,8 +7,10 @@ Tests run in this order on one stack; each waits by polling the database with a 
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -131,6 +133,45 @@ def test_the_bridge_killed_while_events_flow_resumes_from_its_cursor(faults: Fau
         faults.upload(key, faults.photo(PHOTOS[i]), owner)
     faults.stack.start("bridge-seaweedfs")
     assert_all_done(faults, before + while_down, False, "a SIGKILLed bridge")
+
+
+def grey16_png_bomb(side: int = 14_000) -> bytes:
+    """A 16-bit greyscale PNG of 196 MP in ~400 KB (the kind that took 3.8 GB to decode before #19)."""
+    packer = zlib.compressobj(9)
+    row = b"\x00" + b"\x80" * (2 * side)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_a_bomb_upload_that_kills_its_worker_is_failed_as_worker_lost(faults: FaultStack) -> None:
+    # Each time the recognize worker holds the bomb, its pool process is SIGKILLed, as the OOM killer of a pod at
+    # its memory limit would kill it. Counted in PostgreSQL, the photo is failed after max_deliveries dead runs
+    # instead of being redelivered forever; the photos uploaded with it are recognised.
+    owner = user("olga")
+    bomb_key = f"users/{owner}/poison/bomb.png"
+    faults.upload(bomb_key, grey16_png_bomb(), owner)
+    keys = upload_batch(faults, owner, "poison", 3)
+    limit = faults.settings.recognition.max_deliveries
+    killed = []
+    for run in range(1, limit + 1):
+
+        def holding_the_bomb(session: Session, run: int = run) -> bool:
+            photo = faults.photos(session, [bomb_key]).get(bomb_key)
+            return photo is not None and photo.delivery_count == run
+
+        faults.wait_until(holding_the_bomb, f"the recognize worker to start run {run} of the bomb")
+        killed.append(faults.kill_pool_child("worker-recognize"))
+    photos = faults.final([bomb_key, *keys])
+    bomb = photos[bomb_key]
+    assert bomb.status == PhotoStatus.failed and (bomb.error or "").startswith("worker_lost"), bomb.error
+    assert {k: photos[k].status for k in keys} == dict.fromkeys(keys, PhotoStatus.done)
+    assert len(set(killed)) == limit
+    assert faults.audit() == []
 
 
 def test_after_every_fault_each_upload_is_in_exactly_one_final_state(faults: FaultStack) -> None:

@@ -237,3 +237,14 @@ def test_an_owner_conflict_on_overwrite_takes_the_photo_out_of_its_owners_albums
     )  # fmt: skip
     assert (again.action, again.reason) == ("failed", "owner_conflict")
     assert _album_state(db_session) == []
+
+
+def test_an_overlong_or_nul_content_type_is_stored_cut_never_a_database_error(db_session: Session, world) -> None:
+    for key, content_type in (("long.jpg", "image/jpeg; x=" + "a" * 400), ("nul.jpg", "image/\x00jpeg")):
+        result = photos.record_created(
+            db_session, bucket="photos", key=key, etag="e1", size=10, content_type=content_type, owner="alice"
+        )
+        db_session.flush()
+        assert result.action == "recognize"
+        stored = db_session.get(Photo, result.photo_id).content_type
+        assert stored == content_type.replace("\x00", "")[: photos.CONTENT_TYPE_CHARS]

@@ -14,7 +14,7 @@ from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.imaging import DEFAULT_MAX_PIXELS
+from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
 from shared.settings import ApiClient
 from workers.api import routes_ui, routes_v1
 from workers.api.auth import TokenTable
@@ -36,6 +36,7 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     presigner: Minio | None = None,
     session_ttl: timedelta = DEFAULT_SESSION_TTL,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> FastAPI:
     """The API and the album browser over one database and one S3 client; ``presigner`` signs the URLs handed
     to users for the storage's public address (default: ``minio``, whose address may be internal)."""
@@ -47,7 +48,7 @@ def create_app(
     app.state.presigner = presigner or minio
     app.state.tokens = TokenTable(clients)
     app.state.session_ttl = session_ttl
-    app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels)
+    app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     app.include_router(routes_v1.router)
     app.include_router(routes_ui.router)
     app.middleware("http")(routes_ui.sign_in_from_query)

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from minio import Minio
 
-from shared.imaging import decode_photo
+from shared.imaging import DEFAULT_MAX_DECODE_BYTES, decode_photo
 from shared.storage import read_object
 
 SIZES = (128, 256, 512, 1024)
@@ -27,9 +27,17 @@ def snap(size: int) -> int:
 class Thumbnailer:
     """JPEG thumbnails whose longer side is at most ``size``, EXIF orientation applied."""
 
-    def __init__(self, client: Minio, *, max_pixels: int, cache_entries: int = 2048) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        *,
+        max_pixels: int,
+        max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+        cache_entries: int = 2048,
+    ) -> None:
         self._client = client
         self._max_pixels = max_pixels
+        self._max_decode_bytes = max_decode_bytes
         self._cached = lru_cache(maxsize=cache_entries)(self._render)
 
     def thumbnail(self, bucket: str, key: str, etag: str | None, size: int) -> bytes:
@@ -38,7 +46,9 @@ class Thumbnailer:
 
     def _render(self, bucket: str, key: str, etag: str | None, size: int) -> bytes:
         data = read_object(self._client, bucket, key, max_bytes=MAX_OBJECT_BYTES)
-        image = decode_photo(data, min_side=size, max_pixels=self._max_pixels).image
+        image = decode_photo(
+            data, min_side=size, max_pixels=self._max_pixels, max_decode_bytes=self._max_decode_bytes
+        ).image
         image.thumbnail((size, size))
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
