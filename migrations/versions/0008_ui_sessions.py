@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_ui_sessions"
-down_revision: str | None = "0006_gallery_unknown_landmarks"
+down_revision: str | None = "0007_delivery_count"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
