@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from shared import gallery_formats, registry
-from shared.cleaning import CleaningReport
-from shared.gallery import (
-    UnknownGalleryPhoto,
-    UnknownLandmark,
-    import_rows,
-    list_references,
-    set_references,
-)
-from shared.model_build import build_model
-from shared.settings import get_settings
-from shared.storage import ensure_buckets
-from workers.runtime import db_session, minio_client, session_factory
+if TYPE_CHECKING:
+    from shared.cleaning import CleaningReport
+
+# The gallery, model-build, registry and storage modules are imported inside each command: they pull in scipy,
+# faiss and torch, and every `landmarks` command (`--help` included) would pay for them at start.
 
 console = Console()
 gallery_app = typer.Typer(no_args_is_help=True, help="The landmark gallery: import, references, cleaning.")
@@ -53,6 +45,12 @@ def gallery_import(
     split: Annotated[list[str], typer.Option(help="Manifest splits to import (repeatable).")] = ["train"],  # noqa: B006
 ) -> None:
     """Import landmarks and photos from one source: photos to the gallery bucket, rows to PostgreSQL."""
+    from shared import gallery_formats
+    from shared.gallery import import_rows
+    from shared.settings import get_settings
+    from shared.storage import ensure_buckets
+    from workers.runtime import db_session, minio_client
+
     if sum(x is not None for x in (manifest, folder, gldv2)) != 1:
         raise typer.BadParameter("give exactly one of --manifest, --folder (with --landmarks) or --gldv2")
     if (folder is None) != (landmarks is None):
@@ -97,6 +95,10 @@ def refs_set(
     photos: Annotated[list[str], typer.Argument(help="Local files (imported if new) or gallery keys.")],
 ) -> None:
     """Make PHOTO... the landmark's hand-picked references (3-5, as in the Mail.ru pipeline), and only them."""
+    from shared.gallery import UnknownGalleryPhoto, UnknownLandmark, set_references
+    from shared.settings import get_settings
+    from workers.runtime import db_session, minio_client
+
     settings = get_settings()
     client = minio_client()
     items: list[Path | str] = [Path(p) if Path(p).is_file() else p for p in photos]
@@ -121,6 +123,9 @@ def refs_list(
     landmark: Annotated[str | None, typer.Argument(help="Landmark slug (all landmarks when left out).")] = None,
 ) -> None:
     """Reference photos per landmark; model builds use hand-picked ones only when every landmark has them."""
+    from shared.gallery import UnknownLandmark, list_references
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             rows = list_references(session, landmark)
@@ -143,6 +148,10 @@ def gallery_clean(
     include_rejected: Annotated[bool, typer.Option(help="Judge rejected photos again too.")] = False,
 ) -> None:
     """Reject gallery photos far from their landmark's references (role rejected; objects are kept)."""
+    from shared.gallery import UnknownLandmark
+    from shared.settings import get_settings
+    from workers.runtime import minio_client, session_factory
+
     settings = get_settings()
     if not wait:
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
@@ -190,7 +199,11 @@ def model_build(
 ) -> None:
     """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
     from shared.model import Embedder, EmbedderConfig
+    from shared.model_build import build_model
     from shared.recognition.whitening import whitening_options
+    from shared.settings import get_settings
+    from shared.storage import ensure_buckets
+    from workers.runtime import minio_client, session_factory
 
     settings = get_settings()
     rec = settings.recognition
@@ -220,6 +233,9 @@ def model_build(
 @model_app.command("list")
 def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Model versions, newest last."""
+    from shared import registry
+    from workers.runtime import db_session
+
     with db_session() as session:
         rows = registry.list_versions(session)
         data = [
@@ -254,6 +270,9 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @model_app.command("activate")
 def model_activate(version: str) -> None:
     """Make VERSION the active model; workers switch to it before their next photo, without a restart."""
+    from shared import registry
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             row = registry.activate(session, version)
@@ -266,6 +285,9 @@ def model_activate(version: str) -> None:
 @model_app.command("rollback")
 def model_rollback() -> None:
     """Re-activate the version that was active before the current one."""
+    from shared import registry
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             row = registry.rollback(session)
@@ -285,6 +307,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The reconciliation sweep: enqueue objects without a photo row and photos whose task was lost."""
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from shared.settings import get_settings
         from tasks.ingest import reconcile as reconcile_task
         from tasks.ingest import reconcile_bucket
 

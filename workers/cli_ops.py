@@ -12,27 +12,20 @@ import uuid
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from shared.db.models import PhotoStatus
-from shared.ops import failures as failure_ops
-from shared.ops import reprocess as reprocess_ops
-from shared.ops.selectors import PhotoSelector, SelectorError
-from shared.ops.status import database_status
-from shared.settings import get_settings
-from workers.runtime import db_session, session_factory
+from shared.db.enums import PhotoStatus
 
+if TYPE_CHECKING:
+    from shared.ops.reprocess import ReprocessResult
+
+# SQLAlchemy, Redis and Celery load inside the commands (with _errors()): `landmarks --help` does not pay for them.
 console = Console()
-BROKER_ERRORS = (KombuOperationalError, redis.RedisError, OSError)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 failures_app = typer.Typer(no_args_is_help=True, help="Permanent task failures: list, inspect, retry.")
@@ -47,12 +40,30 @@ def register(app: typer.Typer) -> None:
     app.add_typer(metrics_app, name="metrics")
 
 
+def _database_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    return (OperationalError, ProgrammingError)
+
+
+def _broker_errors() -> tuple[type[Exception], ...]:
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    return (KombuOperationalError, redis.RedisError, OSError)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code)
 
 
 def _database_error(exc: Exception) -> typer.Exit:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    from shared.settings import get_settings
+
     url = make_url(get_settings().database_url).render_as_string(hide_password=True)
     if isinstance(exc, ProgrammingError):
         return _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade` ({exc.orig})")
@@ -60,6 +71,8 @@ def _database_error(exc: Exception) -> typer.Exit:
 
 
 def _broker_error(exc: Exception) -> typer.Exit:
+    from shared.settings import get_settings
+
     return _fail(f"the Redis broker at {get_settings().broker_url} is unreachable: {exc}")
 
 
@@ -111,8 +124,11 @@ def reprocess_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Photos per transaction and enqueue round.")] = 500,
 ) -> None:
     """Recognise selected photos again, behind fresh uploads (selectors combine; at least one is required)."""
+    from shared.ops import reprocess as reprocess_ops
+    from shared.ops.selectors import PhotoSelector, SelectorError
     from workers.celery_app import REPROCESS_PRIORITY
     from workers.fleet import send_recognitions
+    from workers.runtime import session_factory
 
     selector = PhotoSelector(
         user=user,
@@ -134,9 +150,9 @@ def reprocess_command(
         )
     except SelectorError as exc:
         raise _fail(f"error: {exc}", code=2) from exc
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
-    except BROKER_ERRORS as exc:
+    except _broker_errors() as exc:
         raise _broker_error(exc) from exc
     if dry_run:
         typer.echo(f"would enqueue {result.selected} photos (dry run, nothing changed)")
@@ -149,7 +165,10 @@ def reprocess_command(
         _wait_for(result, timeout)
 
 
-def _wait_for(result: reprocess_ops.ReprocessResult, timeout: float) -> None:
+def _wait_for(result: ReprocessResult, timeout: float) -> None:
+    from shared.ops import reprocess as reprocess_ops
+    from workers.runtime import db_session
+
     deadline = time.monotonic() + timeout
     columns = [TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                TimeElapsedColumn()]  # fmt: skip
@@ -170,8 +189,11 @@ def _wait_for(result: reprocess_ops.ReprocessResult, timeout: float) -> None:
 
 def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
     """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly)."""
+    from shared.ops.status import database_status
+    from shared.settings import get_settings
     from workers.celery_app import QUEUES
     from workers.fleet import BrokerUnavailable, queue_depths, unacked_count, workers_by_queue
+    from workers.runtime import db_session
 
     with db_session() as session:
         db = database_status(session)
@@ -186,7 +208,7 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
         queues = {d.name: {"depth": d.total, "by_priority": {str(k): v for k, v in d.by_priority.items()}}
                   for d in depths}  # fmt: skip
         workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
-    except (BrokerUnavailable, *BROKER_ERRORS) as exc:
+    except (BrokerUnavailable, *_broker_errors()) as exc:
         broker.update(reachable=False, error=str(exc))
     return {
         "time": db.now,
@@ -208,7 +230,7 @@ def status_command(
     """Workers online per queue, queue depths, photos by status, recent failures, active model, bridge lag."""
     try:
         payload = collect_status(ping_timeout)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(payload))
@@ -256,10 +278,13 @@ def failures_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Open failures (newest first) with their reason and the traceback's last line."""
+    from shared.ops import failures as failure_ops
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             rows = failure_ops.list_failures(session, since=_utc(since), limit=limit, include_resolved=include_resolved)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps([asdict(r) for r in rows]))
@@ -283,12 +308,15 @@ def failures_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One failure with its full traceback."""
+    from shared.ops import failures as failure_ops
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             row = failure_ops.get_failure(session, failure_id)
     except failure_ops.FailureNotFound as exc:
         raise _fail(f"error: {exc}") from exc
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(asdict(row)))
@@ -306,21 +334,23 @@ def failures_retry(
     retry_all: Annotated[bool, typer.Option("--all", help="Retry every open failure.")] = False,
 ) -> None:
     """Reset the photos to pending and recognise them again; a failure resolves only when that succeeds."""
+    from shared.ops import failures as failure_ops
     from workers.celery_app import REPROCESS_PRIORITY
     from workers.fleet import send_object_events, send_recognitions
+    from workers.runtime import db_session
 
     if bool(failure_ids) == retry_all:
         raise _fail("name failure ids or pass --all (not both)", code=2)
     try:
         with db_session() as session:
             plan = failure_ops.plan_retry(session, None if retry_all else failure_ids)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     app = _celery()
     try:
         sent = send_recognitions(app, plan.photo_ids, priority=REPROCESS_PRIORITY)
         ingested = send_object_events(app, plan.objects, priority=REPROCESS_PRIORITY)
-    except BROKER_ERRORS as exc:
+    except _broker_errors() as exc:
         raise _broker_error(exc) from exc
     for failure_id, why in plan.skipped:
         typer.echo(f"skipped failure {failure_id}: {why}", err=True)
@@ -333,6 +363,7 @@ def metrics_serve(
     port: Annotated[int | None, typer.Option(help="Port (default 9464).")] = None,
 ) -> None:
     """Serve the workers' Prometheus metrics at http://HOST:PORT/metrics (summed over every worker process)."""
+    from shared.settings import get_settings
     from workers import metrics
 
     directory = metrics.metrics_dir(get_settings().state_dir)

@@ -11,9 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.scenes.store import UnknownUserError, list_scene_albums
-from workers.runtime import db_session
-
 console = Console()
 
 
@@ -24,6 +21,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Print a user's scene albums (label -> photos), by each photo's current model version."""
+        from shared.scenes.store import UnknownUserError, list_scene_albums
+        from workers.runtime import db_session
+
         try:
             with db_session() as session:
                 albums = list_scene_albums(session, user)
