@@ -6,25 +6,44 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from shared.albums import list_albums
-from shared.db.models import Photo, PhotoStatus
-from shared.settings import get_settings
-from shared.uploads import upload_photos
-from workers.runtime import db_session, minio_client
+from shared.db.enums import PhotoStatus
 
+if TYPE_CHECKING:
+    from shared.albums import PhotoPlacement
+
+# SQLAlchemy, MinIO and the album queries load inside the commands: `landmarks --help` does not pay for them.
 console = Console()
 FINAL = (PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted)
 
 
+def describe_placement(placement: PhotoPlacement) -> str:
+    """Where the photo went, in words: its album(s) and city, "no landmark", or why it failed."""
+    if placement.status == PhotoStatus.done:
+        if not placement.albums:
+            return "no landmark"
+        return "; ".join(f"album {name} ({city})" for name, city in placement.albums)
+    if placement.status == PhotoStatus.failed:
+        return f"failed: {placement.error or 'no reason recorded'}"
+    if placement.status == PhotoStatus.deleted:
+        return "deleted before it was recognised"
+    if placement.status == "missing":
+        return "not seen by the workers yet (is the event bridge running?)"
+    return f"still {placement.status}"
+
+
 def wait_for_photos(bucket: str, keys: list[str], timeout_s: float) -> dict[str, str]:
     """Poll until every key has a photo row in a final state; returns key -> status (``missing`` if none)."""
+    from sqlalchemy import select
+
+    from shared.db.models import Photo
+    from workers.runtime import db_session
+
     deadline = time.monotonic() + timeout_s
     while True:
         with db_session() as session:
@@ -47,15 +66,24 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 120.0,
         unique: Annotated[bool, typer.Option(help="Prefix keys with a random id (repeat uploads).")] = False,
     ) -> None:
-        """Upload photos into the photos bucket as the photo service would (owner in x-amz-meta-user)."""
+        """Upload photos into the photos bucket as the photo service would (owner in x-amz-meta-user); with
+        --wait, say where each one went: its album and city, "no landmark", or why it failed."""
+        from shared.albums import place_photos
+        from shared.settings import get_settings
+        from shared.uploads import upload_photos
+        from workers.runtime import db_session, minio_client
+
         bucket = get_settings().s3.photos_bucket
         uploaded = upload_photos(minio_client(), bucket, user, list(paths), unique=unique)
         for obj in uploaded:
-            console.print(f"uploaded [bold]{obj.path}[/] -> s3://{obj.bucket}/{obj.key}")
+            console.print(f"uploaded [bold]{obj.path}[/] -> s3://{obj.bucket}/{obj.key}", soft_wrap=True)
         if wait:
             statuses = wait_for_photos(bucket, [o.key for o in uploaded], timeout)
-            for key, status in statuses.items():
-                console.print(f"{status:>10}  {key}")
+            with db_session() as session:
+                placed = place_photos(session, bucket, [o.key for o in uploaded])
+            for obj in uploaded:
+                where = describe_placement(placed[obj.key])
+                console.print(f"{obj.path}: {where}", markup=False, highlight=False, soft_wrap=True)
             if any(s not in ("done", "failed", "deleted") for s in statuses.values()):
                 raise typer.Exit(1)
 
@@ -65,6 +93,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Print a user's landmark albums, grouped by city, with their photos."""
+        from shared.albums import list_albums
+        from workers.runtime import db_session
+
         with db_session() as session:
             grouped = list_albums(session, user)
         if as_json:
