@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 DEFAULT_POOLING = "gem"
 
@@ -259,25 +262,28 @@ def _print_open_set_summary(console: Console, summary: dict[str, Any], held: lis
 
 def recognize_command(
     paths: Annotated[list[Path], typer.Argument(help="Photos to recognise.")],
-    bundle_dir: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder.")] = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="Model bundle folder (default: the active model version).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
     explain: Annotated[
         Path | None, typer.Option("--explain", help="Write the (first) photo with a heat map of the match.")
     ] = None,
 ) -> None:
-    """Recognise local photos with a model bundle (default: <model_store>/active); with a trained bundle the
-    presence gate's logit is shown (``gate`` in the JSON: logit, threshold, vetoed)."""
+    """Recognise local photos with the active model version (fetched from the models bucket and cached by hash,
+    as workers do) or a bundle folder; with a trained bundle the presence gate's logit is shown (``gate`` in the
+    JSON: logit, threshold, vetoed)."""
     from shared.imaging import ImageDecodeError, decode_photo
     from shared.recognition import BundleIntegrityError, Recognizer, load_bundle
     from shared.settings import get_settings
 
     settings = get_settings()
     rec = settings.recognition
-    folder = bundle_dir or settings.model_store / "active"
-    if not folder.exists():
-        typer.echo(f"error: no model bundle at {folder}: pass --bundle DIR", err=True)
+    if bundle_dir is not None and not bundle_dir.exists():
+        typer.echo(f"error: no model bundle at {bundle_dir}", err=True)
         raise typer.Exit(1)
     try:
+        folder = bundle_dir or active_bundle(settings)
         bundle = load_bundle(folder)
     except BundleIntegrityError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -321,6 +327,44 @@ def recognize_command(
         console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def active_bundle(settings: Settings) -> Path:
+    """The active version's bundle folder, through the workers' cache (``registry.fetch_bundle``); an error that
+    names the service that did not answer, or says that no version is active."""
+    import urllib3
+    from minio.error import S3Error
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from shared import registry
+    from workers.runtime import db_session, minio_client
+
+    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    try:
+        with db_session() as session:
+            active = registry.active_version(session)
+            version = active.version if active is not None else None
+    except OperationalError as exc:
+        raise _fail(f"PostgreSQL at {url} is unreachable (`landmarks dev up` starts it): {exc.orig}") from exc
+    except ProgrammingError as exc:
+        raise _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade`") from exc
+    if version is None:
+        raise _fail("no active model version: run `landmarks model build --activate`, or pass --bundle DIR")
+    bucket, s3 = settings.s3.models_bucket, settings.s3.endpoint
+    try:
+        return registry.fetch_bundle(version, minio_client(), bucket, settings.model_store)
+    except S3Error as exc:
+        raise _fail(f"model {version}: s3://{bucket}/{version}/ on the S3 server at {s3}: {exc.code}") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise _fail(f"model {version}: the S3 server at {s3} is unreachable (`landmarks dev up`): {exc}") from exc
+    except OSError as exc:
+        raise _fail(f"model {version}: cannot cache it under {settings.model_store}: {exc}") from exc
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
 
 
 def _write_explanation(recognizer: Any, image: Any, result: Any, out: Path) -> None:
