@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workers import demo_data
+from workers.cli_tables import print_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -58,7 +59,7 @@ def prepare(
     table.add_row("uploads and expected landmarks", "", data.uploads_csv.name)
     table.add_row("evaluation manifest (gallery + uploads as test)", "", data.eval_csv.name)
     table.add_row("authors and licences", "", data.attribution.name)
-    Console().print(table)
+    print_table(Console(), table)
 
 
 @app.command()

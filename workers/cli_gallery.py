@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from workers.cli_tables import print_table
+
 if TYPE_CHECKING:
     from shared.cleaning import CleaningReport
 
@@ -136,7 +138,7 @@ def refs_list(
     for lm in rows:
         keys = "\n".join(f"{p.key}" + (f" (s3://{p.bucket})" if p.source == "mined" else "") for p in lm.photos)
         table.add_row(lm.slug, lm.name, str(len(lm.photos)), keys or "[dim]none: picked per build[/]")
-    console.print(table)
+    print_table(console, table)
     with_refs = sum(bool(lm.photos) for lm in rows)
     console.print(f"{with_refs} of {len(rows)} landmark(s) have hand-picked references")
 
@@ -186,7 +188,7 @@ def print_cleaning_report(report: CleaningReport) -> None:
             lm.slug, str(lm.kept), str(lm.rejected), str(lm.accepted), str(lm.failed), str(lm.left),
             f"{lm.references} {lm.reference_source}",
         )  # fmt: skip
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"kept {report.kept}, rejected {report.rejected} (mean cosine distance to the references above "
         f"{report.max_distance}); mined photos withdrawn: {report.withdrawn}"
@@ -264,7 +266,7 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             str(d["metrics"].get("centroids", "")),
             "-" if rejection is None else f"{rejection:.2f}",  # share of unknown-landmark stand-ins turned away
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @model_app.command("activate")

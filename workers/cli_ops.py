@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.db.enums import PhotoStatus
+from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
     from shared.ops.reprocess import ReprocessResult
@@ -252,7 +253,7 @@ def _print_status(payload: dict[str, Any]) -> None:
         by_pri = " ".join(f"{k}:{v}" for k, v in depth.get("by_priority", {}).items())
         nodes = (payload["workers"] or {}).get(name) or []
         table.add_row(name, str(depth.get("depth", "?")), by_pri, ", ".join(nodes) or "[red]none[/]")
-    console.print(table)
+    print_table(console, table)
     if payload["unacked"] is not None:
         console.print(f"in flight (delivered, not acknowledged): {payload['unacked']}")
     console.print("photos: " + "  ".join(f"{k} {v}" for k, v in payload["photos"].items()))
@@ -299,7 +300,7 @@ def failures_list(
         where = f"s3://{r.bucket}/{r.key}" if r.key else "-"
         table.add_row(str(r.id), f"{r.created_at:%Y-%m-%d %H:%M:%S}", where, r.owner or "-",
                       r.photo_status or "-", r.reason, str(r.attempts), r.summary)  # fmt: skip
-    console.print(table)
+    print_table(console, table)
 
 
 @failures_app.command("show")

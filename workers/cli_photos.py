@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.db.enums import PhotoStatus
+from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
     from shared.albums import PhotoPlacement
@@ -113,4 +114,4 @@ def register(app: typer.Typer) -> None:
             for album in items:
                 keys = "\n".join(f"{p.key} ({p.score:.2f})" if p.score is not None else p.key for p in album.photos)
                 table.add_row(album.landmark_name, str(album.photo_count), keys)
-            console.print(table)
+            print_table(console, table)

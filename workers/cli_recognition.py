@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers.cli_tables import print_table
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
@@ -231,7 +233,7 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
         table.add_row(f"count.{key}", _fmt(value))
     for key, value in report.get("finetune", {}).get("without_head", {}).items():
         table.add_row(f"tuned features, no head: {key}", _fmt(value))
-    console.print(table)
+    print_table(console, table)
     if "open_set" in report:
         _print_open_set(console, report["open_set"], report.get("held_out") or [])
 
@@ -248,7 +250,7 @@ def _print_open_set(console: Console, figures: dict[str, Any], held: list[str]) 
                 table.add_row(f"{key}.{part}", _fmt(count))
         else:
             table.add_row(key, _fmt(value))
-    console.print(table)
+    print_table(console, table)
 
 
 def _print_open_set_summary(console: Console, summary: dict[str, Any], held: list[list[str]]) -> None:
@@ -257,7 +259,7 @@ def _print_open_set_summary(console: Console, summary: dict[str, Any], held: lis
         table.add_column(col, justify="right")
     for key, mean in summary["mean"].items():
         table.add_row(key, _fmt(mean), _fmt(summary["min"][key]), _fmt(summary["max"][key]))
-    console.print(table)
+    print_table(console, table)
 
 
 def recognize_command(
@@ -324,7 +326,7 @@ def recognize_command(
         if explain and i == 0:
             _write_explanation(recognizer, photo.image, result, explain)
     if not as_json:
-        console.print(table)
+        print_table(console, table)
     if failed:
         raise typer.Exit(1)
 

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers.cli_tables import print_table
+
 console = Console()
 
 
@@ -43,4 +45,4 @@ def register(app: typer.Typer) -> None:
         for album in albums:
             keys = "\n".join(f"{p.key} ({p.score:.2f})" for p in album.photos)
             table.add_row(album.title, str(album.photo_count), keys)
-        console.print(table)
+        print_table(console, table)

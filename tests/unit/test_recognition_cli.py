@@ -154,7 +154,9 @@ def test_recognize_uses_the_active_version_fetched_once_then_cached(
     again = _recognize(photo)  # the table, at 80 columns: the version is printed whole
     assert again.exit_code == 0, again.output
     assert s3.fetched == []  # the cached copy verified by its hashes
-    assert VERSION in again.output
+    assert f"model {VERSION}" in again.output and "…" not in again.output
+    assert any(line.startswith("method: ") and line.split(": ")[1] in {"global+verified", "none"}
+               for line in again.output.splitlines())  # fmt: skip
 
 
 def test_recognize_says_when_no_version_is_active(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
