@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.db.enums import PhotoStatus
+from workers.cli_errors import service_errors
 from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
@@ -74,14 +75,17 @@ def register(app: typer.Typer) -> None:
         from shared.uploads import upload_photos
         from workers.runtime import db_session, minio_client
 
-        bucket = get_settings().s3.photos_bucket
-        uploaded = upload_photos(minio_client(), bucket, user, list(paths), unique=unique)
+        settings = get_settings()
+        bucket = settings.s3.photos_bucket
+        with service_errors(settings.database_url):
+            uploaded = upload_photos(minio_client(), bucket, user, list(paths), unique=unique)
         for obj in uploaded:
             console.print(f"uploaded [bold]{obj.path}[/] -> s3://{obj.bucket}/{obj.key}", soft_wrap=True)
         if wait:
-            statuses = wait_for_photos(bucket, [o.key for o in uploaded], timeout)
-            with db_session() as session:
-                placed = place_photos(session, bucket, [o.key for o in uploaded])
+            with service_errors(settings.database_url):
+                statuses = wait_for_photos(bucket, [o.key for o in uploaded], timeout)
+                with db_session() as session:
+                    placed = place_photos(session, bucket, [o.key for o in uploaded])
             for obj in uploaded:
                 where = describe_placement(placed[obj.key])
                 console.print(f"{obj.path}: {where}", markup=False, highlight=False, soft_wrap=True)
@@ -95,9 +99,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a user's landmark albums, grouped by city, with their photos."""
         from shared.albums import list_albums
+        from shared.settings import get_settings
         from workers.runtime import db_session
 
-        with db_session() as session:
+        with service_errors(get_settings().database_url), db_session() as session:
             grouped = list_albums(session, user)
         if as_json:
             payload = {city: [asdict(a) for a in items] for city, items in grouped.items()}

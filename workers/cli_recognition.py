@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers.cli_errors import fail, service_errors
 from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
@@ -336,37 +337,24 @@ def active_bundle(settings: Settings) -> Path:
     names the service that did not answer, or says that no version is active."""
     import urllib3
     from minio.error import S3Error
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from shared import registry
     from workers.runtime import db_session, minio_client
 
-    url = make_url(settings.database_url).render_as_string(hide_password=True)
-    try:
-        with db_session() as session:
-            active = registry.active_version(session)
-            version = active.version if active is not None else None
-    except OperationalError as exc:
-        raise _fail(f"PostgreSQL at {url} is unreachable (`landmarks dev up` starts it): {exc.orig}") from exc
-    except ProgrammingError as exc:
-        raise _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade`") from exc
+    with service_errors(settings.database_url), db_session() as session:
+        active = registry.active_version(session)
+        version = active.version if active is not None else None
     if version is None:
-        raise _fail("no active model version: run `landmarks model build --activate`, or pass --bundle DIR")
+        raise fail("no active model version: run `landmarks model build --activate`, or pass --bundle DIR")
     bucket, s3 = settings.s3.models_bucket, settings.s3.endpoint
     try:
         return registry.fetch_bundle(version, minio_client(), bucket, settings.model_store)
     except S3Error as exc:
-        raise _fail(f"model {version}: s3://{bucket}/{version}/ on the S3 server at {s3}: {exc.code}") from exc
+        raise fail(f"model {version}: s3://{bucket}/{version}/ on the S3 server at {s3}: {exc.code}") from exc
     except urllib3.exceptions.HTTPError as exc:
-        raise _fail(f"model {version}: the S3 server at {s3} is unreachable (`landmarks dev up`): {exc}") from exc
+        raise fail(f"model {version}: the S3 server at {s3} is unreachable (`landmarks dev up`): {exc}") from exc
     except OSError as exc:
-        raise _fail(f"model {version}: cannot cache it under {settings.model_store}: {exc}") from exc
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+        raise fail(f"model {version}: cannot cache it under {settings.model_store}: {exc}") from exc
 
 
 def _write_explanation(recognizer: Any, image: Any, result: Any, out: Path) -> None:

@@ -73,3 +73,36 @@ def test_upload_wait_prints_album_and_city_no_landmark_or_reason_at_80_columns(
     assert f"{paths[1]}: no landmark" in flat
     assert f"{paths[2]}: failed: undecodable: cannot identify image file" in flat
     assert f"s3://photos/{keys[0]}" in flat
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch: pytest.MonkeyPatch):
+    """Settings and the session factory read afresh from the environment the test sets (and again after it)."""
+    from shared.settings import get_settings
+    from workers import runtime
+
+    get_settings.cache_clear()
+    runtime.session_factory.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+    runtime.session_factory.cache_clear()
+
+
+def test_albums_names_postgres_in_one_line_when_it_does_not_answer(fresh_settings: pytest.MonkeyPatch) -> None:
+    fresh_settings.setenv("LANDMARKS_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:9/landmarks")
+    result = CliRunner().invoke(app, ["albums", "--user", "alice"])
+    assert result.exit_code == 1
+    assert "error: PostgreSQL at postgresql+psycopg2://postgres@127.0.0.1:9/landmarks is unreachable" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_upload_names_the_s3_server_in_one_line_when_it_does_not_answer(
+    fresh_settings: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fresh_settings.setenv("LANDMARKS_S3__ENDPOINT", "127.0.0.1:9")
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")
+    result = CliRunner().invoke(app, ["upload", "--user", "alice", str(photo)])
+    assert result.exit_code == 1
+    assert "error: S3 server at 127.0.0.1:9 is unavailable" in result.output
+    assert "Traceback" not in result.output
