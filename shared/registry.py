@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minio import Minio
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModelStatus, ModelVersion
 
 if TYPE_CHECKING:
+    from minio import Minio  # annotations only: `model list`, `status` and the API read versions without it
+
     from shared.recognition.recognizer import Recognizer
 
 
