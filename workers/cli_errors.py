@@ -15,15 +15,16 @@ def fail(message: str) -> typer.Exit:
 
 
 @contextmanager
-def service_errors(database_url: str) -> Iterator[None]:
+def service_errors(database_url: str | None = None) -> Iterator[None]:
     """Turn the database's and the object store's connection errors into one line each (SQLAlchemy loads here,
-    inside the command, not at CLI start)."""
+    inside the command, not at CLI start); the database URL defaults to the settings' one."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from shared.errors import ServiceUnavailable
+    from shared.settings import get_settings
 
-    url = make_url(database_url).render_as_string(hide_password=True)
+    url = make_url(database_url or get_settings().database_url).render_as_string(hide_password=True)
     try:
         yield
     except OperationalError as exc:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from workers.cli_errors import service_errors
 from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def refs_set(
     if not 3 <= len(items) <= 5:
         console.print(f"[yellow]warning:[/] {len(items)} reference photo(s); 3-5 per landmark work best")
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             result = set_references(session, client, settings.s3.gallery_bucket, landmark, items)
     except (UnknownLandmark, UnknownGalleryPhoto) as exc:
         console.print(f"[red]error:[/] {exc.args[0]}")
@@ -129,7 +130,7 @@ def refs_list(
     from workers.runtime import db_session
 
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             rows = list_references(session, landmark)
     except UnknownLandmark as exc:
         console.print(f"[red]error:[/] {exc.args[0]}")
@@ -238,7 +239,7 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     from shared import registry
     from workers.runtime import db_session
 
-    with db_session() as session:
+    with service_errors(), db_session() as session:
         rows = registry.list_versions(session)
         data = [
             {
@@ -276,7 +277,7 @@ def model_activate(version: str) -> None:
     from workers.runtime import db_session
 
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             row = registry.activate(session, version)
     except registry.UnknownModelVersion as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -291,7 +292,7 @@ def model_rollback() -> None:
     from workers.runtime import db_session
 
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             row = registry.rollback(session)
     except registry.UnknownModelVersion as exc:
         console.print(f"[red]error:[/] {exc}")
