@@ -171,3 +171,36 @@ def list_albums(session: Session, user_name: str, *, with_photos: bool = True) -
         label = ", ".join(x for x in (view.city, view.country) if x) or "Unknown city"
         grouped.setdefault(label, []).append(view)
     return grouped
+
+
+@dataclass
+class PhotoPlacement:
+    """Where one uploaded object ended up: its status, the albums it joined (name, city), or why it failed."""
+
+    key: str
+    status: str  # a PhotoStatus value, or "missing" while the object has no photo row yet
+    albums: list[tuple[str, str]] = field(default_factory=list)  # (landmark name, "City, Country")
+    error: str | None = None
+
+
+def place_photos(session: Session, bucket: str, keys: list[str]) -> dict[str, PhotoPlacement]:
+    """Each key's placement, in the order given: what `landmarks upload --wait` tells the uploader."""
+    photos = {
+        p.key: p for p in session.execute(select(Photo).where(Photo.bucket == bucket, Photo.key.in_(keys))).scalars()
+    }
+    placed = {k: PhotoPlacement(k, photos[k].status.value if k in photos else "missing") for k in keys}
+    for key, photo in photos.items():
+        placed[key].error = photo.error if photo.status == PhotoStatus.failed else None
+    ids = {p.id: p.key for p in photos.values()}
+    if ids:
+        rows = session.execute(
+            select(AlbumPhoto.photo_id, Landmark.name, Landmark.country, City.name)
+            .join(Album, Album.id == AlbumPhoto.album_id)
+            .join(Landmark, Landmark.id == Album.landmark_id)
+            .outerjoin(City, City.id == Landmark.city_id)
+            .where(AlbumPhoto.photo_id.in_(list(ids)))
+            .order_by(AlbumPhoto.score.desc().nulls_last(), Landmark.name)
+        ).all()
+        for photo_id, name, country, city in rows:
+            placed[ids[photo_id]].albums.append((name, ", ".join(x for x in (city, country) if x) or "Unknown city"))
+    return placed

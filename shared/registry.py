@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minio import Minio
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModelStatus, ModelVersion
 
 if TYPE_CHECKING:
+    from minio import Minio  # annotations only: `model list`, `status` and the API read versions without it
+
     from shared.recognition.recognizer import Recognizer
 
 
@@ -117,6 +118,14 @@ def local_bundle_dir(model_store: Path, version: str) -> Path:
     return model_store / version
 
 
+def fetch_bundle(version: str, client: Minio, bucket: str, model_store: Path) -> Path:
+    """The version's bundle folder under ``model_store``: the cached copy when its hashes verify, else fetched from
+    ``s3://<bucket>/<version>/`` (workers and `landmarks recognize` share this cache)."""
+    from shared.recognition.bundle import download_bundle
+
+    return download_bundle(client, bucket, version, local_bundle_dir(model_store, version))
+
+
 def load_recognizer(
     version: ModelVersion,
     client: Minio,
@@ -130,12 +139,11 @@ def load_recognizer(
     preprocess_threads: int = 1,
 ) -> Recognizer:
     """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
-    from shared.recognition.bundle import download_bundle, load_bundle
+    from shared.recognition.bundle import load_bundle
     from shared.recognition.recognizer import Recognizer
 
-    folder = download_bundle(client, bucket, version.version, local_bundle_dir(model_store, version.version))
     return Recognizer.from_bundle(
-        load_bundle(folder),
+        load_bundle(fetch_bundle(version.version, client, bucket, model_store)),
         device=device,
         threads=threads,
         batch_size=batch_size,

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from shared.settings import get_settings
-
 app = typer.Typer(no_args_is_help=True)
 
 DEMO_TOKEN = "change-me-api-token"  # the default client's token in shared.settings
@@ -45,6 +43,7 @@ def serve(
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 
+    from shared.settings import get_settings
     from workers.api import create_app
     from workers.bridge.logs import configure_logging
     from workers.exposure import WeakSecret, refuse_weak_secrets
@@ -87,6 +86,7 @@ def serve(
 @app.command()
 def url(user: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Print the address of USER's album page (with a token that signs the browser in)."""
+    from shared.settings import get_settings
     from workers.api import album_page_url
 
     typer.echo(album_page_url(get_settings(), user))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import enum
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from shared.ops.redact import redact_text, redact_url
-from shared.settings import Settings, get_settings
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -35,6 +32,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _check_broker(settings: Settings, celery_app) -> None:
+    from shared.ops.redact import redact_text, redact_url
+
     try:
         with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=5)
@@ -44,6 +43,9 @@ def _check_broker(settings: Settings, celery_app) -> None:
 
 
 def _cursor_store(settings: Settings, cursor_name: str):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from shared.db.session import make_engine, make_session_factory
     from workers.bridge.cursor import CursorStore
 
@@ -74,6 +76,9 @@ def run(
     MinIO: `mc admin config set ALIAS notify_webhook:landmarks endpoint=http://HOST:PORT/events
     auth_token=TOKEN` (TOKEN = LANDMARKS_WEBHOOK_TOKEN). Stops cleanly on SIGTERM/SIGINT.
     """
+    import structlog
+
+    from shared.settings import get_settings
     from workers.bridge.dispatch import celery_dispatch, logged
     from workers.bridge.logs import configure_logging
     from workers.bridge.runner import (

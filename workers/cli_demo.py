@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from workers import demo_data
+from workers.cli_tables import print_table
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -58,7 +64,7 @@ def prepare(
     table.add_row("uploads and expected landmarks", "", data.uploads_csv.name)
     table.add_row("evaluation manifest (gallery + uploads as test)", "", data.eval_csv.name)
     table.add_row("authors and licences", "", data.attribution.name)
-    Console().print(table)
+    print_table(Console(), table)
 
 
 @app.command()
@@ -78,7 +84,6 @@ def run(
     from shared.settings import get_settings
     from shared.uploads import upload_photos
     from workers import cli_gallery
-    from workers.api import album_page_url
     from workers.cli_photos import wait_for_photos
     from workers.runtime import db_session, minio_client
 
@@ -144,11 +149,22 @@ def run(
     console.rule("5. summary")
     for label in SUMMARY_LABELS:  # every line, zeros too: "WRONG album: 0" is the figure that matters most
         console.print(f"{label:>20}: {tally[label]}")
-    console.print(f"Flower (workers, queues): http://127.0.0.1:{settings.flower.port}")
-    for user in sorted({u for u, _ in keys.values()}):
-        console.print(f"Album page of {user}: {album_page_url(settings, user)}")
+    for line in closing_lines(settings, sorted({u for u, _ in keys.values()}), data.uploads):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)  # a URL cut in two cannot be clicked
     if tally["not processed"]:
         raise typer.Exit(1)
+
+
+def closing_lines(settings: Settings, users: list[str], uploads: Sequence[demo_data.DemoUpload]) -> list[str]:
+    """The demo's last words: where to look (Flower, each user's album page) and, last, what to try next."""
+    from workers.api import album_page_url
+
+    lines = [f"Flower (workers, queues): http://127.0.0.1:{settings.flower.port}"]
+    lines += [f"Album page of {user}: {album_page_url(settings, user)}" for user in users]
+    example = next((u.path for u in uploads if u.expected_landmark), None)
+    photo = shlex.quote(str(example)) if example else "PHOTO.jpg"
+    lines.append(f"Recognise a photo of your own with the active model: landmarks recognize {photo}")
+    return lines
 
 
 def _reprocess_stale(users: list[str], timeout: float) -> int:

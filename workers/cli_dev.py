@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.settings import get_settings
-from workers.devstack import stack
-from workers.devstack.outcome import Outcome
+if TYPE_CHECKING:
+    from workers.devstack.outcome import Outcome
+
+# workers.devstack (MinIO, Redis and PostgreSQL clients) loads inside the commands, not at every CLI start.
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -64,6 +65,9 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to become ready.")] = 60.0,
 ) -> None:
     """Start what is not running yet (idempotent); exits non-zero if anything failed."""
+    from shared.settings import get_settings
+    from workers.devstack import stack
+
     try:
         outcomes = stack.up(get_settings(), only=_names(only), services_only=services_only, timeout=timeout)
     except ValueError as exc:
@@ -75,6 +79,9 @@ def up(
 @app.command()
 def down(only: OnlyOption = None) -> None:
     """Stop exactly the processes `dev up` started; servers it merely reused are left alone."""
+    from shared.settings import get_settings
+    from workers.devstack import stack
+
     try:
         outcomes = stack.down(get_settings(), only=_names(only))
     except ValueError as exc:
@@ -86,6 +93,9 @@ def down(only: OnlyOption = None) -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False) -> None:
     """Each service: running (ours), reused (someone else's) or stopped, with PID and address."""
+    from shared.settings import get_settings
+    from workers.devstack import stack
+
     outcomes = stack.status(get_settings())
     if as_json:
         typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=1))

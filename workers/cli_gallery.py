@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from shared import gallery_formats, registry
-from shared.cleaning import CleaningReport
-from shared.gallery import (
-    UnknownGalleryPhoto,
-    UnknownLandmark,
-    import_rows,
-    list_references,
-    set_references,
-)
-from shared.model_build import build_model
-from shared.settings import get_settings
-from shared.storage import ensure_buckets
-from workers.runtime import db_session, minio_client, session_factory
+from workers.cli_errors import service_errors
+from workers.cli_tables import print_table
+
+if TYPE_CHECKING:
+    from shared.cleaning import CleaningReport
+
+# The gallery, model-build, registry and storage modules are imported inside each command: they pull in scipy,
+# faiss and torch, and every `landmarks` command (`--help` included) would pay for them at start.
 
 console = Console()
 gallery_app = typer.Typer(no_args_is_help=True, help="The landmark gallery: import, references, cleaning.")
@@ -53,6 +48,12 @@ def gallery_import(
     split: Annotated[list[str], typer.Option(help="Manifest splits to import (repeatable).")] = ["train"],  # noqa: B006
 ) -> None:
     """Import landmarks and photos from one source: photos to the gallery bucket, rows to PostgreSQL."""
+    from shared import gallery_formats
+    from shared.gallery import import_rows
+    from shared.settings import get_settings
+    from shared.storage import ensure_buckets
+    from workers.runtime import db_session, minio_client
+
     if sum(x is not None for x in (manifest, folder, gldv2)) != 1:
         raise typer.BadParameter("give exactly one of --manifest, --folder (with --landmarks) or --gldv2")
     if (folder is None) != (landmarks is None):
@@ -97,13 +98,17 @@ def refs_set(
     photos: Annotated[list[str], typer.Argument(help="Local files (imported if new) or gallery keys.")],
 ) -> None:
     """Make PHOTO... the landmark's hand-picked references (3-5, as in the Mail.ru pipeline), and only them."""
+    from shared.gallery import UnknownGalleryPhoto, UnknownLandmark, set_references
+    from shared.settings import get_settings
+    from workers.runtime import db_session, minio_client
+
     settings = get_settings()
     client = minio_client()
     items: list[Path | str] = [Path(p) if Path(p).is_file() else p for p in photos]
     if not 3 <= len(items) <= 5:
         console.print(f"[yellow]warning:[/] {len(items)} reference photo(s); 3-5 per landmark work best")
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             result = set_references(session, client, settings.s3.gallery_bucket, landmark, items)
     except (UnknownLandmark, UnknownGalleryPhoto) as exc:
         console.print(f"[red]error:[/] {exc.args[0]}")
@@ -121,8 +126,11 @@ def refs_list(
     landmark: Annotated[str | None, typer.Argument(help="Landmark slug (all landmarks when left out).")] = None,
 ) -> None:
     """Reference photos per landmark; model builds use hand-picked ones only when every landmark has them."""
+    from shared.gallery import UnknownLandmark, list_references
+    from workers.runtime import db_session
+
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             rows = list_references(session, landmark)
     except UnknownLandmark as exc:
         console.print(f"[red]error:[/] {exc.args[0]}")
@@ -131,7 +139,7 @@ def refs_list(
     for lm in rows:
         keys = "\n".join(f"{p.key}" + (f" (s3://{p.bucket})" if p.source == "mined" else "") for p in lm.photos)
         table.add_row(lm.slug, lm.name, str(len(lm.photos)), keys or "[dim]none: picked per build[/]")
-    console.print(table)
+    print_table(console, table)
     with_refs = sum(bool(lm.photos) for lm in rows)
     console.print(f"{with_refs} of {len(rows)} landmark(s) have hand-picked references")
 
@@ -143,6 +151,7 @@ def gallery_share(
 ) -> None:
     """Let USER's photos join the gallery (mined candidates, corrections), or with --off stop and withdraw them."""
     from shared import mining
+    from workers.runtime import db_session
 
     try:
         with db_session() as session:
@@ -160,6 +169,10 @@ def gallery_clean(
     include_rejected: Annotated[bool, typer.Option(help="Judge rejected photos again too.")] = False,
 ) -> None:
     """Reject gallery photos far from their landmark's references (role rejected; objects are kept)."""
+    from shared.gallery import UnknownLandmark
+    from shared.settings import get_settings
+    from workers.runtime import minio_client, session_factory
+
     settings = get_settings()
     if not wait:
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
@@ -194,7 +207,7 @@ def print_cleaning_report(report: CleaningReport) -> None:
             lm.slug, str(lm.kept), str(lm.rejected), str(lm.accepted), str(lm.failed), str(lm.left),
             f"{lm.references} {lm.reference_source}",
         )  # fmt: skip
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"kept {report.kept}, rejected {report.rejected} (mean cosine distance to the references above "
         f"{report.max_distance}); mined photos withdrawn: {report.withdrawn}"
@@ -207,7 +220,11 @@ def model_build(
 ) -> None:
     """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
     from shared.model import Embedder, EmbedderConfig
+    from shared.model_build import build_model
     from shared.recognition.whitening import whitening_options
+    from shared.settings import get_settings
+    from shared.storage import ensure_buckets
+    from workers.runtime import minio_client, session_factory
 
     settings = get_settings()
     rec = settings.recognition
@@ -237,7 +254,10 @@ def model_build(
 @model_app.command("list")
 def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Model versions, newest last."""
-    with db_session() as session:
+    from shared import registry
+    from workers.runtime import db_session
+
+    with service_errors(), db_session() as session:
         rows = registry.list_versions(session)
         data = [
             {
@@ -265,14 +285,17 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             str(d["metrics"].get("centroids", "")),
             "-" if rejection is None else f"{rejection:.2f}",  # share of unknown-landmark stand-ins turned away
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @model_app.command("activate")
 def model_activate(version: str) -> None:
     """Make VERSION the active model; workers switch to it before their next photo, without a restart."""
+    from shared import registry
+    from workers.runtime import db_session
+
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             row = registry.activate(session, version)
     except registry.UnknownModelVersion as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -283,8 +306,11 @@ def model_activate(version: str) -> None:
 @model_app.command("rollback")
 def model_rollback() -> None:
     """Re-activate the version that was active before the current one."""
+    from shared import registry
+    from workers.runtime import db_session
+
     try:
-        with db_session() as session:
+        with service_errors(), db_session() as session:
             row = registry.rollback(session)
     except registry.UnknownModelVersion as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -302,6 +328,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The reconciliation sweep: enqueue objects without a photo row and photos whose task was lost."""
         import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from shared.settings import get_settings
         from tasks.ingest import reconcile as reconcile_task
         from tasks.ingest import reconcile_bucket
 

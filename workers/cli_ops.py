@@ -12,28 +12,21 @@ import uuid
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from shared.db.models import PhotoStatus
-from shared.ops import failures as failure_ops
-from shared.ops import reprocess as reprocess_ops
-from shared.ops.redact import redact_text, redact_url
-from shared.ops.selectors import PhotoSelector, SelectorError
-from shared.ops.status import database_status
-from shared.settings import get_settings
-from workers.runtime import db_session, session_factory
+from shared.db.enums import PhotoStatus
+from workers.cli_tables import print_table
 
+if TYPE_CHECKING:
+    from shared.ops.reprocess import ReprocessResult
+
+# SQLAlchemy, Redis and Celery load inside the commands (with _errors()): `landmarks --help` does not pay for them.
 console = Console()
-BROKER_ERRORS = (KombuOperationalError, redis.RedisError, OSError)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 failures_app = typer.Typer(no_args_is_help=True, help="Permanent task failures: list, inspect, retry.")
@@ -49,12 +42,30 @@ def register(app: typer.Typer) -> None:
     app.command("flower")(flower_command)
 
 
+def _database_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    return (OperationalError, ProgrammingError)
+
+
+def _broker_errors() -> tuple[type[Exception], ...]:
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    return (KombuOperationalError, redis.RedisError, OSError)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code)
 
 
 def _database_error(exc: Exception) -> typer.Exit:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    from shared.settings import get_settings
+
     url = make_url(get_settings().database_url).render_as_string(hide_password=True)
     if isinstance(exc, ProgrammingError):
         return _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade` ({exc.orig})")
@@ -62,6 +73,9 @@ def _database_error(exc: Exception) -> typer.Exit:
 
 
 def _broker_error(exc: Exception) -> typer.Exit:
+    from shared.ops.redact import redact_text, redact_url
+    from shared.settings import get_settings
+
     url = get_settings().broker_url
     return _fail(f"the Redis broker at {redact_url(url)} is unreachable: {redact_text(str(exc), url)}")
 
@@ -114,8 +128,11 @@ def reprocess_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Photos per transaction and enqueue round.")] = 500,
 ) -> None:
     """Recognise selected photos again, behind fresh uploads (selectors combine; at least one is required)."""
+    from shared.ops import reprocess as reprocess_ops
+    from shared.ops.selectors import PhotoSelector, SelectorError
     from workers.celery_app import REPROCESS_PRIORITY
     from workers.fleet import send_recognitions
+    from workers.runtime import session_factory
 
     selector = PhotoSelector(
         user=user,
@@ -137,9 +154,9 @@ def reprocess_command(
         )
     except SelectorError as exc:
         raise _fail(f"error: {exc}", code=2) from exc
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
-    except BROKER_ERRORS as exc:
+    except _broker_errors() as exc:
         raise _broker_error(exc) from exc
     if dry_run:
         typer.echo(f"would enqueue {result.selected} photos (dry run, nothing changed)")
@@ -152,7 +169,10 @@ def reprocess_command(
         _wait_for(result, timeout)
 
 
-def _wait_for(result: reprocess_ops.ReprocessResult, timeout: float) -> None:
+def _wait_for(result: ReprocessResult, timeout: float) -> None:
+    from shared.ops import reprocess as reprocess_ops
+    from workers.runtime import db_session
+
     deadline = time.monotonic() + timeout
     columns = [TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                TimeElapsedColumn()]  # fmt: skip
@@ -173,8 +193,12 @@ def _wait_for(result: reprocess_ops.ReprocessResult, timeout: float) -> None:
 
 def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
     """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly)."""
+    from shared.ops.redact import redact_url
+    from shared.ops.status import database_status
+    from shared.settings import get_settings
     from workers.celery_app import QUEUES
     from workers.fleet import BrokerUnavailable, queue_depths, unacked_count, workers_by_queue
+    from workers.runtime import db_session
 
     with db_session() as session:
         db = database_status(session)
@@ -190,7 +214,9 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
         queues = {d.name: {"depth": d.total, "by_priority": {str(k): v for k, v in d.by_priority.items()}}
                   for d in depths}  # fmt: skip
         workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
-    except (BrokerUnavailable, *BROKER_ERRORS) as exc:
+    except (BrokerUnavailable, *_broker_errors()) as exc:
+        from shared.ops.redact import redact_text
+
         broker.update(reachable=False, error=redact_text(str(exc), broker_url))
     return {
         "time": db.now,
@@ -212,7 +238,7 @@ def status_command(
     """Workers online per queue, queue depths, photos by status, recent failures, active model, bridge lag."""
     try:
         payload = collect_status(ping_timeout)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(payload))
@@ -234,7 +260,7 @@ def _print_status(payload: dict[str, Any]) -> None:
         by_pri = " ".join(f"{k}:{v}" for k, v in depth.get("by_priority", {}).items())
         nodes = (payload["workers"] or {}).get(name) or []
         table.add_row(name, str(depth.get("depth", "?")), by_pri, ", ".join(nodes) or "[red]none[/]")
-    console.print(table)
+    print_table(console, table)
     if payload["unacked"] is not None:
         console.print(f"in flight (delivered, not acknowledged): {payload['unacked']}")
     console.print("photos: " + "  ".join(f"{k} {v}" for k, v in payload["photos"].items()))
@@ -264,10 +290,13 @@ def failures_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Open failures (newest first) with their reason and the traceback's last line."""
+    from shared.ops import failures as failure_ops
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             rows = failure_ops.list_failures(session, since=_utc(since), limit=limit, include_resolved=include_resolved)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps([asdict(r) for r in rows]))
@@ -282,7 +311,7 @@ def failures_list(
         where = f"s3://{r.bucket}/{r.key}" if r.key else "-"
         table.add_row(str(r.id), f"{r.created_at:%Y-%m-%d %H:%M:%S}", where, r.owner or "-",
                       r.photo_status or "-", r.reason, str(r.attempts), r.summary)  # fmt: skip
-    console.print(table)
+    print_table(console, table)
 
 
 @failures_app.command("show")
@@ -291,12 +320,15 @@ def failures_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One failure with its full traceback."""
+    from shared.ops import failures as failure_ops
+    from workers.runtime import db_session
+
     try:
         with db_session() as session:
             row = failure_ops.get_failure(session, failure_id)
     except failure_ops.FailureNotFound as exc:
         raise _fail(f"error: {exc}") from exc
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(asdict(row)))
@@ -314,21 +346,23 @@ def failures_retry(
     retry_all: Annotated[bool, typer.Option("--all", help="Retry every open failure.")] = False,
 ) -> None:
     """Reset the photos to pending and recognise them again; a failure resolves only when that succeeds."""
+    from shared.ops import failures as failure_ops
     from workers.celery_app import REPROCESS_PRIORITY
     from workers.fleet import send_object_events, send_recognitions
+    from workers.runtime import db_session
 
     if bool(failure_ids) == retry_all:
         raise _fail("name failure ids or pass --all (not both)", code=2)
     try:
         with db_session() as session:
             plan = failure_ops.plan_retry(session, None if retry_all else failure_ids)
-    except (OperationalError, ProgrammingError) as exc:
+    except _database_errors() as exc:
         raise _database_error(exc) from exc
     app = _celery()
     try:
         sent = send_recognitions(app, plan.photo_ids, priority=REPROCESS_PRIORITY)
         ingested = send_object_events(app, plan.objects, priority=REPROCESS_PRIORITY)
-    except BROKER_ERRORS as exc:
+    except _broker_errors() as exc:
         raise _broker_error(exc) from exc
     for failure_id, why in plan.skipped:
         typer.echo(f"skipped failure {failure_id}: {why}", err=True)
@@ -341,6 +375,7 @@ def metrics_serve(
     port: Annotated[int | None, typer.Option(help="Port (default 9464).")] = None,
 ) -> None:
     """Serve the workers' Prometheus metrics at http://HOST:PORT/metrics (summed over every worker process)."""
+    from shared.settings import get_settings
     from workers import metrics
     from workers.fleet_metrics import FleetCollector, fleet_reader
 
@@ -364,6 +399,7 @@ def flower_command(
     """
     import os
 
+    from shared.settings import get_settings
     from workers.exposure import WeakSecret, refuse_weak_secrets
 
     settings = get_settings()

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from shared.albums import list_albums
-from shared.db.models import Photo, PhotoStatus
-from shared.settings import get_settings
-from shared.uploads import upload_photos
-from workers.runtime import db_session, minio_client
+from shared.db.enums import PhotoStatus
+from workers.cli_errors import service_errors
+from workers.cli_tables import print_table
 
+if TYPE_CHECKING:
+    from shared.albums import PhotoPlacement
+
+# SQLAlchemy, MinIO and the album queries load inside the commands: `landmarks --help` does not pay for them.
 console = Console()
 FINAL = (PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted)
 
 
+def describe_placement(placement: PhotoPlacement) -> str:
+    """Where the photo went, in words: its album(s) and city, "no landmark", or why it failed."""
+    if placement.status == PhotoStatus.done:
+        if not placement.albums:
+            return "no landmark"
+        return "; ".join(f"album {name} ({city})" for name, city in placement.albums)
+    if placement.status == PhotoStatus.failed:
+        return f"failed: {placement.error or 'no reason recorded'}"
+    if placement.status == PhotoStatus.deleted:
+        return "deleted before it was recognised"
+    if placement.status == "missing":
+        return "not seen by the workers yet (is the event bridge running?)"
+    return f"still {placement.status}"
+
+
 def wait_for_photos(bucket: str, keys: list[str], timeout_s: float) -> dict[str, str]:
     """Poll until every key has a photo row in a final state; returns key -> status (``missing`` if none)."""
+    from sqlalchemy import select
+
+    from shared.db.models import Photo
+    from workers.runtime import db_session
+
     deadline = time.monotonic() + timeout_s
     while True:
         with db_session() as session:
@@ -38,9 +59,10 @@ def wait_for_photos(bucket: str, keys: list[str], timeout_s: float) -> dict[str,
 
 def albums_json(user: str) -> str:
     """What ``GET /v1/users/{user}/albums`` answers, with addresses under the API's configured address."""
+    from shared.settings import get_settings
     from workers.api.shapes import ApiLinks, read_user_albums
     from workers.api.urls import base_url
-    from workers.runtime import presign_client
+    from workers.runtime import db_session, presign_client
 
     links = ApiLinks(base_url(get_settings()), presign_client())
     with db_session() as session:
@@ -56,15 +78,27 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 120.0,
         unique: Annotated[bool, typer.Option(help="Prefix keys with a random id (repeat uploads).")] = False,
     ) -> None:
-        """Upload photos into the photos bucket as the photo service would (owner in x-amz-meta-user)."""
-        bucket = get_settings().s3.photos_bucket
-        uploaded = upload_photos(minio_client(), bucket, user, list(paths), unique=unique)
+        """Upload photos into the photos bucket as the photo service would (owner in x-amz-meta-user); with
+        --wait, say where each one went: its album and city, "no landmark", or why it failed."""
+        from shared.albums import place_photos
+        from shared.settings import get_settings
+        from shared.uploads import upload_photos
+        from workers.runtime import db_session, minio_client
+
+        settings = get_settings()
+        bucket = settings.s3.photos_bucket
+        with service_errors(settings.database_url):
+            uploaded = upload_photos(minio_client(), bucket, user, list(paths), unique=unique)
         for obj in uploaded:
-            console.print(f"uploaded [bold]{obj.path}[/] -> s3://{obj.bucket}/{obj.key}")
+            console.print(f"uploaded [bold]{obj.path}[/] -> s3://{obj.bucket}/{obj.key}", soft_wrap=True)
         if wait:
-            statuses = wait_for_photos(bucket, [o.key for o in uploaded], timeout)
-            for key, status in statuses.items():
-                console.print(f"{status:>10}  {key}")
+            with service_errors(settings.database_url):
+                statuses = wait_for_photos(bucket, [o.key for o in uploaded], timeout)
+                with db_session() as session:
+                    placed = place_photos(session, bucket, [o.key for o in uploaded])
+            for obj in uploaded:
+                where = describe_placement(placed[obj.key])
+                console.print(f"{obj.path}: {where}", markup=False, highlight=False, soft_wrap=True)
             if any(s not in ("done", "failed", "deleted") for s in statuses.values()):
                 raise typer.Exit(1)
 
@@ -77,7 +111,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(albums_json(user))
             return
-        with db_session() as session:
+        from shared.albums import list_albums
+        from shared.settings import get_settings
+        from workers.runtime import db_session
+
+        with service_errors(get_settings().database_url), db_session() as session:
             grouped = list_albums(session, user)
         if not grouped:
             console.print(f"[yellow]{user} has no landmark albums yet.[/]")
@@ -90,4 +128,4 @@ def register(app: typer.Typer) -> None:
             for album in items:
                 keys = "\n".join(f"{p.key} ({p.score:.2f})" if p.score is not None else p.key for p in album.photos)
                 table.add_row(album.landmark_name, str(album.photo_count), keys)
-            console.print(table)
+            print_table(console, table)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from workers.cli_errors import fail, service_errors
+from workers.cli_tables import print_table
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 DEFAULT_POOLING = "gem"
 
@@ -228,7 +234,7 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
         table.add_row(f"count.{key}", _fmt(value))
     for key, value in report.get("finetune", {}).get("without_head", {}).items():
         table.add_row(f"tuned features, no head: {key}", _fmt(value))
-    console.print(table)
+    print_table(console, table)
     if "open_set" in report:
         _print_open_set(console, report["open_set"], report.get("held_out") or [])
 
@@ -245,7 +251,7 @@ def _print_open_set(console: Console, figures: dict[str, Any], held: list[str]) 
                 table.add_row(f"{key}.{part}", _fmt(count))
         else:
             table.add_row(key, _fmt(value))
-    console.print(table)
+    print_table(console, table)
 
 
 def _print_open_set_summary(console: Console, summary: dict[str, Any], held: list[list[str]]) -> None:
@@ -254,30 +260,33 @@ def _print_open_set_summary(console: Console, summary: dict[str, Any], held: lis
         table.add_column(col, justify="right")
     for key, mean in summary["mean"].items():
         table.add_row(key, _fmt(mean), _fmt(summary["min"][key]), _fmt(summary["max"][key]))
-    console.print(table)
+    print_table(console, table)
 
 
 def recognize_command(
     paths: Annotated[list[Path], typer.Argument(help="Photos to recognise.")],
-    bundle_dir: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder.")] = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="Model bundle folder (default: the active model version).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
     explain: Annotated[
         Path | None, typer.Option("--explain", help="Write the (first) photo with a heat map of the match.")
     ] = None,
 ) -> None:
-    """Recognise local photos with a model bundle (default: <model_store>/active); with a trained bundle the
-    presence gate's logit is shown (``gate`` in the JSON: logit, threshold, vetoed)."""
+    """Recognise local photos with the active model version (fetched from the models bucket and cached by hash,
+    as workers do) or a bundle folder; with a trained bundle the presence gate's logit is shown (``gate`` in the
+    JSON: logit, threshold, vetoed)."""
     from shared.imaging import ImageDecodeError, decode_photo
     from shared.recognition import BundleIntegrityError, Recognizer, load_bundle
     from shared.settings import get_settings
 
     settings = get_settings()
     rec = settings.recognition
-    folder = bundle_dir or settings.model_store / "active"
-    if not folder.exists():
-        typer.echo(f"error: no model bundle at {folder}: pass --bundle DIR", err=True)
+    if bundle_dir is not None and not bundle_dir.exists():
+        typer.echo(f"error: no model bundle at {bundle_dir}", err=True)
         raise typer.Exit(1)
     try:
+        folder = bundle_dir or active_bundle(settings)
         bundle = load_bundle(folder)
     except BundleIntegrityError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -318,9 +327,34 @@ def recognize_command(
         if explain and i == 0:
             _write_explanation(recognizer, photo.image, result, explain)
     if not as_json:
-        console.print(table)
+        print_table(console, table)
     if failed:
         raise typer.Exit(1)
+
+
+def active_bundle(settings: Settings) -> Path:
+    """The active version's bundle folder, through the workers' cache (``registry.fetch_bundle``); an error that
+    names the service that did not answer, or says that no version is active."""
+    import urllib3
+    from minio.error import S3Error
+
+    from shared import registry
+    from workers.runtime import db_session, minio_client
+
+    with service_errors(settings.database_url), db_session() as session:
+        active = registry.active_version(session)
+        version = active.version if active is not None else None
+    if version is None:
+        raise fail("no active model version: run `landmarks model build --activate`, or pass --bundle DIR")
+    bucket, s3 = settings.s3.models_bucket, settings.s3.endpoint
+    try:
+        return registry.fetch_bundle(version, minio_client(), bucket, settings.model_store)
+    except S3Error as exc:
+        raise fail(f"model {version}: s3://{bucket}/{version}/ on the S3 server at {s3}: {exc.code}") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise fail(f"model {version}: the S3 server at {s3} is unreachable (`landmarks dev up`): {exc}") from exc
+    except OSError as exc:
+        raise fail(f"model {version}: cannot cache it under {settings.model_store}: {exc}") from exc
 
 
 def _write_explanation(recognizer: Any, image: Any, result: Any, out: Path) -> None:

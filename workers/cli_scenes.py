@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.scenes.store import UnknownUserError, list_scene_albums
-from workers.runtime import db_session
+from workers.cli_tables import print_table
 
 console = Console()
 
@@ -24,6 +23,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Print a user's scene albums (label -> photos), by each photo's current model version."""
+        from shared.scenes.store import UnknownUserError, list_scene_albums
+        from workers.runtime import db_session
+
         try:
             with db_session() as session:
                 albums = list_scene_albums(session, user)
@@ -43,4 +45,4 @@ def register(app: typer.Typer) -> None:
         for album in albums:
             keys = "\n".join(f"{p.key} ({p.score:.2f})" for p in album.photos)
             table.add_row(album.title, str(album.photo_count), keys)
-        console.print(table)
+        print_table(console, table)

@@ -14,14 +14,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shared.training.losses import LOSSES
-
 console = Console()
 MODES = ("features", "finetune")
 
 
 def check_options(loss: str, mode: str) -> None:
     """Refuse an unknown loss or mode before anything is embedded, enqueued or trained."""
+    from shared.training.losses import LOSSES  # torch: loaded by the commands that train, not at CLI start
+
     if loss not in LOSSES:
         raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
     if mode not in MODES:

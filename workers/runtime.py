@@ -5,23 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
-from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.session import make_engine, make_session_factory, session_scope
-from shared.settings import S3Settings, get_settings
-from shared.storage import make_minio, make_presigner
+from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from minio import Minio
+
+    from shared.settings import S3Settings
 
 
 @cache
 def minio_client() -> Minio:
+    """The S3 client; MinIO's package (half a second to import, with its admin client's crypto) loads here, so the
+    commands that only read the database (`albums`, `status`, `model list`) do not pay for it."""
+    from shared.storage import make_minio
+
     s3 = get_settings().s3
     return make_minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure, region=s3.region)
 
 
 def presigner_for(s3: S3Settings) -> Minio | None:
     """The client that signs URLs for users' browsers: None when no public URL is set (the S3 client signs)."""
+    from shared.storage import make_presigner
+
     if s3.public_url is None:
         return None
     return make_presigner(s3.public_url, s3.access_key, s3.secret_key.get_secret_value(), region=s3.region)

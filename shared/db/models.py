@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.db.enums import CorrectionKind, GalleryRole, ModelStatus, PhotoStatus, RecognitionMethod
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -53,43 +55,6 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
-
-
-class PhotoStatus(enum.StrEnum):
-    pending = "pending"
-    processing = "processing"
-    done = "done"
-    failed = "failed"
-    deleted = "deleted"
-
-
-class GalleryRole(enum.StrEnum):
-    reference = "reference"
-    train = "train"
-    candidate = "candidate"
-    rejected = "rejected"
-    negative = "negative"  # a known non-landmark photo: calibrates the threshold, trains the "no landmark" class
-    unknown_landmark = "unknown_landmark"  # a landmark the gallery does not know: calibrates the open-set score
-
-
-class ModelStatus(enum.StrEnum):
-    training = "training"
-    ready = "ready"
-    active = "active"
-    retired = "retired"
-    failed = "failed"
-
-
-class RecognitionMethod(enum.StrEnum):
-    geo = "geo"
-    verified = "global+verified"
-    none = "none"
-    manual = "manual"
-
-
-class CorrectionKind(enum.StrEnum):
-    reject = "reject"  # "not this landmark": out of the album for good, a negative example for training
-    assign = "assign"  # "this landmark": a manual album entry, a positive candidate for the gallery
 
 
 def _now() -> Any:

@@ -10,6 +10,7 @@ from shared import albums, photos
 from shared.db.models import (
     Album,
     AlbumPhoto,
+    City,
     Landmark,
     ModelStatus,
     ModelVersion,
@@ -248,3 +249,26 @@ def test_an_overlong_or_nul_content_type_is_stored_cut_never_a_database_error(db
         assert result.action == "recognize"
         stored = db_session.get(Photo, result.photo_id).content_type
         assert stored == content_type.replace("\x00", "")[: photos.CONTENT_TYPE_CHARS]
+
+
+def test_place_photos_says_where_each_upload_went(db_session: Session, world) -> None:
+    rome = City(name="Rome", country="Italy")
+    db_session.add(rome)
+    db_session.flush()
+    db_session.get(Landmark, world["colosseum"]).city_id = rome.id
+    landmark = _created(db_session, "users/alice/colosseum.jpg")
+    apply_recognition(db_session, landmark.photo_id, "e1", world["v1"], _outcome("colosseum"))
+    cat = _created(db_session, "users/alice/cat.jpg")
+    apply_recognition(db_session, cat.photo_id, "e1", world["v1"], _outcome(None, 0.1))
+    _created(db_session, "misc/orphan.jpg", owner=None)
+    _created(db_session, "users/alice/queued.jpg")
+    keys = ["users/alice/queued.jpg", "users/alice/colosseum.jpg", "misc/orphan.jpg", "users/alice/cat.jpg", "none"]
+
+    placed = albums.place_photos(db_session, "photos", keys)
+
+    assert list(placed) == keys
+    assert (placed[keys[1]].status, placed[keys[1]].albums) == ("done", [("Colosseum", "Rome, Italy")])
+    assert (placed[keys[3]].status, placed[keys[3]].albums) == ("done", [])
+    assert placed[keys[2]].status == "failed" and "no_owner" in placed[keys[2]].error
+    assert (placed[keys[0]].status, placed[keys[0]].error) == ("pending", None)
+    assert placed["none"].status == "missing"

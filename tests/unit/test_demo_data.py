@@ -406,3 +406,17 @@ def test_read_uploads_makes_paths_absolute(tmp_path: Path) -> None:
     (upload,) = read_uploads(csv_path)
 
     assert upload.path == tmp_path / "uploads/alice/a.jpg" and upload.expected_landmark == "colosseum"
+
+
+def test_the_demo_ends_with_the_album_pages_and_a_recognize_hint(tmp_path: Path) -> None:
+    from shared.settings import Settings
+    from workers.demo_data import DemoUpload
+
+    cat = DemoUpload("alice", tmp_path / "uploads" / "alice" / "cat.jpg", "", "nonlandmark/cat")
+    tower = DemoUpload("bob", tmp_path / "uploads" / "bob" / "eiffel tower.jpg", "eiffel_tower", "monuments/x")
+
+    lines = cli_demo.closing_lines(Settings(), ["alice", "bob"], [cat, tower])
+
+    assert [line.split(": ")[0] for line in lines[1:3]] == ["Album page of alice", "Album page of bob"]
+    assert "/ui/users/bob" in lines[2]
+    assert lines[-1].endswith(f"landmarks recognize '{tower.path}'")  # quoted: the path has a space

@@ -89,8 +89,11 @@ def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.Mon
     echoed: list[str] = []
     for module in (cli_bridge, cli_ops):
         monkeypatch.setattr(module.typer, "echo", lambda message, **_kw: echoed.append(str(message)))
-    monkeypatch.setattr(cli_ops, "db_session", contextlib.nullcontext)
-    monkeypatch.setattr(cli_ops, "database_status", lambda _session: SimpleNamespace(**dict.fromkeys(DB_FIELDS)))
+    # the CLI imports these inside the command (it starts without SQLAlchemy): patched where they live
+    monkeypatch.setattr("workers.runtime.db_session", contextlib.nullcontext)
+    monkeypatch.setattr(
+        "shared.ops.status.database_status", lambda _session: SimpleNamespace(**dict.fromkeys(DB_FIELDS))
+    )
     monkeypatch.setattr(cli_ops, "_celery", lambda: _App)
     monkeypatch.setattr(fleet, "_redis", lambda _app: _DownRedis())
     try:
