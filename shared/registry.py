@@ -20,6 +20,7 @@ from shared.db.models import ModelStatus, ModelVersion
 
 if TYPE_CHECKING:
     from shared.recognition.recognizer import Recognizer
+    from shared.settings import RecognitionSettings
 
 
 class NoActiveModel(Exception):
@@ -122,23 +123,24 @@ def load_recognizer(
     client: Minio,
     bucket: str,
     model_store: Path,
+    rec: RecognitionSettings | None = None,
     *,
-    device: str = "auto",
     threads: int | None = None,
-    batch_size: int = 16,
-    precision: str = "auto",
+    batch_size: int | None = None,
     preprocess_threads: int = 1,
+    **overrides: Any,
 ) -> Recognizer:
-    """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
+    """The version's bundle from the local cache (verified by its hashes) or else from the models bucket, run by
+    the settings' engine (``overrides``: settings fields, e.g. ``device="cpu"``)."""
     from shared.recognition.bundle import download_bundle, load_bundle
     from shared.recognition.recognizer import Recognizer
 
     folder = download_bundle(client, bucket, version.version, local_bundle_dir(model_store, version.version))
     return Recognizer.from_bundle(
         load_bundle(folder),
-        device=device,
+        rec,
         threads=threads,
         batch_size=batch_size,
-        precision=precision,
         preprocess_threads=preprocess_threads,
+        **overrides,
     )

@@ -184,15 +184,7 @@ def tune_backbone(
 def tuned_embedder(embedder: Any, state: dict[str, Any], options: FinetuneOptions) -> Any:
     """``embedder``'s network with the tuned backbone tensors ``state``, on the tuning device: the features the
     head is trained on must come from the network that will serve them."""
-    from shared.model import Embedder
-
-    return Embedder(
-        embedder.config,
-        device=options.device,
-        batch_size=embedder.batch_size,
-        weights_path=options.weights_path,
-        backbone_state=state,
-    )
+    return embedder.with_states(backbone_state=state, device=options.device, weights_path=options.weights_path)
 
 
 def train_model_version(
@@ -241,7 +233,13 @@ def train_model_version(
         assert backbone_state is not None
         bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
         return publish_bundle(
-            factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+            factory,
+            client,
+            bundle,
+            models_bucket=models_bucket,
+            model_store=model_store,
+            activate=activate,
+            embedder=embedder,
         )
     ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
@@ -266,7 +264,13 @@ def train_model_version(
     }
     bundle = replace(trained.bundle, metrics=metrics)
     return publish_bundle(
-        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+        factory,
+        client,
+        bundle,
+        models_bucket=models_bucket,
+        model_store=model_store,
+        activate=activate,
+        embedder=embedder,
     )
 
 
