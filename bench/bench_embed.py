@@ -29,6 +29,8 @@ import resource
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +64,27 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+BEST: dict[int, float] = {}  # id(step) -> its fastest call's seconds (CPU rows)
+
+
 def timed(step: Callable[[], Any], device: torch.device, seconds: float, warmup: int = 3) -> tuple[int, float]:
-    """Calls of ``step`` and their seconds, after ``warmup`` calls, until ``seconds`` passed (device synced)."""
+    """Calls of ``step`` and their seconds, after ``warmup`` calls, until ``seconds`` passed (device synced).
+    On a CPU each call is also timed alone and the fastest kept (``BEST``): on a shared machine, the uncontended
+    cost, which the engine-ratio table compares."""
     for _ in range(warmup):
         step()
     sync(device)
     calls, t0 = 0, time.perf_counter()
+    best = float("inf")
     while True:
+        t1 = time.perf_counter()
         step()
         calls += 1
         if calls % 5 == 0 or device.type != "cuda":
             sync(device)
+            best = min(best, time.perf_counter() - t1)
             if time.perf_counter() - t0 >= seconds:
+                BEST[id(step)] = best
                 return calls, time.perf_counter() - t0
 
 
@@ -83,11 +94,17 @@ def sync(device: torch.device) -> None:
 
 
 def network_step(embedder: Embedder, backbone: Any, batch: int, canvas: tuple[int, int]) -> Callable[[], Any]:
-    """One forward pass of backbone + pooling on a batch of random pixels already on the device."""
-    assert embedder.net is not None and embedder.device is not None
-    net, spec = embedder.net, embedder.spec
+    """One forward pass of backbone + pooling on a batch of random pixels already on the device (ONNX Runtime:
+    the exported graph on the normalised batch, all of it: pooling, head and classifier are a few matmuls)."""
+    assert embedder.device is not None
+    spec = embedder.spec
     h, w = canvas
     pixels = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, device=embedder.device)
+    if embedder._ort is not None:
+        ort, x = embedder._ort, normalize(pixels, spec.mean, spec.std).numpy()
+        return lambda: ort.run(x, ["embedding"])
+    assert embedder.net is not None
+    net = embedder.net
 
     def step() -> Any:
         x = normalize(pixels, spec.mean, spec.std, dtype=embedder.dtype, channels_last=embedder.channels_last)
@@ -101,6 +118,8 @@ def row(kind: str, embedder: Embedder, precision: str, batch: int, calls: int, s
     n = calls * batch
     return {
         "kind": kind,
+        "engine": embedder.engine,
+        "threads": embedder.threads or 0,
         "backbone": embedder.config.backbone,
         "precision": precision,
         "dtype": str(embedder.dtype).removeprefix("torch."),
@@ -140,6 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Lite2, fp32, batch 1 and 16 (< 1 min on 2 cores)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument(
+        "--engine", nargs="*", default=["torch"], help="torch onnxruntime: each timed in the same run (CPU, fp32)"
+    )
+    parser.add_argument("--threads", nargs="*", type=int, default=None, help="CPU threads per row (default: all)")
     parser.add_argument("--backbones", nargs="*", default=None)
     parser.add_argument("--precisions", nargs="*", default=None, help="fp32 fp16 bf16 (default: auto)")
     parser.add_argument("--batches", nargs="*", type=int, default=None, help="default 1 16 (CUDA: 1 16 64 256)")
@@ -156,6 +179,7 @@ def main() -> None:
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     threads = os.cpu_count() or 1
+    thread_counts = args.threads or [threads]
     backbones = args.backbones or (
         ["efficientnet_lite2"] if args.quick else ["efficientnet_lite2", "resnet50", "wide_resnet50_2"]
     )
@@ -170,31 +194,39 @@ def main() -> None:
     for name in backbones:
         lite = "lite" in name
         size = EmbedderConfig().image_size if lite else 224
-        for precision in precisions:
+        for precision, engine, n_threads in product(precisions, args.engine, [None] if cuda else thread_counts):
             embedder = Embedder(
                 EmbedderConfig(backbone=name, image_size=size),
                 device=str(device),
                 batch_size=max(batches),
                 pretrained=lite,
-                threads=None if cuda else threads,
+                threads=n_threads,
                 precision=precision,
                 preprocess_threads=min(8, threads) if cuda else 1,
+                engine=engine,
+                onnx_cache=args.out.parent / "onnx",
             )
             embedder.load()
-            assert embedder.net is not None
             for batch in batches:
                 reset_peak(device)
-                step = network_step(embedder, embedder.net.backbone, batch, canvas)
+                step = network_step(embedder, embedder.net.backbone if embedder.net else None, batch, canvas)
                 calls, elapsed = timed(step, device, seconds)
-                results.append({**row("network", embedder, precision, batch, calls, elapsed), **memory_mib(device)})
+                best = {"best_ms_per_photo": 1e3 * BEST.pop(id(step)) / batch} if not cuda else {}
+                results.append(
+                    {**row("network", embedder, precision, batch, calls, elapsed), **best, **memory_mib(device)}
+                )
                 console.log(results[-1])
             for batch in batches:
                 reset_peak(device)
                 images = photos[:batch]
-                calls, elapsed = timed(lambda images=images, e=embedder: e.embed(images), device, seconds, warmup=2)
-                results.append({**row("embed", embedder, precision, batch, calls, elapsed), **memory_mib(device)})
+                step = partial(embedder.embed, images)
+                calls, elapsed = timed(step, device, seconds, warmup=2)
+                best = {"best_ms_per_photo": 1e3 * BEST.pop(id(step)) / batch} if not cuda else {}
+                results.append(
+                    {**row("embed", embedder, precision, batch, calls, elapsed), **best, **memory_mib(device)}
+                )
                 console.log(results[-1])
-            if args.compile and precision in args.compile_precisions:
+            if args.compile and precision in args.compile_precisions and embedder.net is not None:
                 results += compiled_rows(embedder, precision, args.compile_batches, canvas, seconds, console)
             del embedder
             if cuda:
@@ -246,11 +278,14 @@ def compiled_rows(
 def print_tables(console: Console, report: dict[str, Any]) -> None:
     machine = report["machine"]
     table = Table(title=f"embedding speed ({machine.get('gpu') or machine['device']}, canvas {report['canvas']})")
-    for col in ("kind", "backbone", "dtype", "batch", "photos/s", "ms/batch", "peak alloc MiB", "process MiB"):
+    cols = ("kind", "engine", "threads", "backbone", "dtype", "batch", "photos/s", "ms/batch", "peak alloc MiB")
+    for col in (*cols, "process MiB"):
         table.add_column(col, justify="right")
     for r in report["results"]:
         table.add_row(
             r["kind"] + (f" ({r['compile_s']} s)" if "compile_s" in r else ""),
+            r.get("engine", "torch"),
+            str(r.get("threads", "")),
             r["backbone"],
             r["dtype"],
             str(r["batch"]),
@@ -260,6 +295,7 @@ def print_tables(console: Console, report: dict[str, Any]) -> None:
             str(r.get("process_mib", "-")),
         )
     console.print(table)
+    print_engine_ratios(console, report["results"])
     if report["parity"]:
         table = Table(title="batched (letterboxed) vs fp32 alone: cosine per photo")
         for col in ("precision", "photos", "shapes", "batch", "min", "median"):
@@ -270,6 +306,26 @@ def print_tables(console: Console, report: dict[str, Any]) -> None:
                 f"{p['min_cosine']:.6f}", f"{p['median_cosine']:.6f}",
             )  # fmt: skip
         console.print(table)
+
+
+def print_engine_ratios(console: Console, results: list[dict[str, Any]]) -> None:
+    """torch vs ONNX Runtime, ms per photo side by side for each row both engines ran, and their ratio."""
+    by_key: dict[tuple[Any, ...], dict[str, float]] = {}
+    for r in results:
+        key = (r["kind"], r["backbone"], r.get("threads", 0), r["batch"])
+        by_key.setdefault(key, {})[r.get("engine", "torch")] = r.get("best_ms_per_photo", r["ms_per_photo"])
+    pairs = {k: v for k, v in by_key.items() if {"torch", "onnxruntime"} <= v.keys()}
+    if not pairs:
+        return
+    table = Table(title="torch vs onnxruntime, same run (ms per photo, fastest call: the uncontended cost)")
+    for col in ("kind", "backbone", "threads", "batch", "torch", "onnxruntime", "torch / onnxruntime"):
+        table.add_column(col, justify="right")
+    for (kind, backbone, n_threads, batch), ms in pairs.items():
+        table.add_row(
+            kind, backbone, str(n_threads), str(batch), f"{ms['torch']:.1f}", f"{ms['onnxruntime']:.1f}",
+            f"{ms['torch'] / ms['onnxruntime']:.2f}x",
+        )  # fmt: skip
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.index import l2_normalize
-from shared.model import Embedder, EmbedderConfig
+from shared.model.factory import decode_side, embedder_from_settings
 from shared.recognition.evaluation import EvalOptions, build_eval_bundle, embed_rows, metrics_for, read_eval_manifest
 from shared.recognition.recognizer import Recognizer
 from shared.settings import get_settings
@@ -50,14 +50,13 @@ def main() -> None:
 
     settings = get_settings()
     rec = settings.recognition
-    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
     rows = read_eval_manifest(args.manifest)
-    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+    embedder = embedder_from_settings(rec)
     embedded = embed_rows(
         rows,
         embedder,
-        cache_dir=settings.state_dir / "embeddings" / config.key(),
-        min_side=round(config.image_size * max(config.scales)),
+        cache_dir=settings.state_dir / "embeddings" / embedder.cache_key(),
+        min_side=decode_side(embedder.config),
     )
     e = l2_normalize(embedded.embeddings)
     options = EvalOptions(rejection=rec.non_landmark_rejection)

@@ -228,7 +228,7 @@ def band_decisions(
 
 
 def run(manifest: Path, opts: PeerOptions, *, quick: bool, console: Console) -> dict[str, Any]:
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import embedder_from_settings
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -241,15 +241,10 @@ def run(manifest: Path, opts: PeerOptions, *, quick: bool, console: Console) -> 
     console.print(f"{len(gallery_i)} gallery, {len(negative_i)} calibration non-landmarks, {len(test_i)} test photos")
 
     # ---- ours: the evaluator, accuracy from the cache, time from embedding the test photos again
-    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size, resize="long")
-    embedder = Embedder(
-        config,
-        device=rec.device,
-        batch_size=rec.batch_size,
-        weights_path=rec.weights_path,
-        threads=rec.worker_threads,  # as the recognize worker runs it; SIFT gets one thread too (main)
-    )
-    cache = settings.state_dir / "embeddings" / config.key()
+    # as the recognize worker runs it; SIFT gets one thread too (main)
+    embedder = embedder_from_settings(rec, threads=rec.worker_threads)
+    config = embedder.config
+    cache = settings.state_dir / "embeddings" / embedder.cache_key()
     train_rows = [rows[i] for i in gallery_i + negative_i]
     train = embed_rows(train_rows, embedder, cache_dir=cache, min_side=config.image_size, max_pixels=rec.max_pixels)
     embedder.load()

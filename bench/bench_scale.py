@@ -61,7 +61,7 @@ class Corpus:
 
 def real_corpus(manifest: Path) -> Corpus | None:
     """Train landmark rows as the gallery, test rows as queries, all train rows to fit distractors on."""
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import config_from_settings, embedder_from_settings
     from shared.recognition.evaluation import embed_rows, read_eval_manifest
     from shared.settings import get_settings
 
@@ -69,10 +69,10 @@ def real_corpus(manifest: Path) -> Corpus | None:
         return None
     settings = get_settings()
     rec = settings.recognition
-    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size, resize="long")
+    config = config_from_settings(rec)
     rows = read_eval_manifest(manifest)
-    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
-    cache = settings.state_dir / "embeddings" / config.key()
+    embedder = embedder_from_settings(rec)
+    cache = settings.state_dir / "embeddings" / embedder.cache_key()
     embedded = embed_rows(rows, embedder, cache_dir=cache, min_side=config.image_size, max_pixels=rec.max_pixels)
     e = l2_normalize(embedded.embeddings)
     train = np.array([r.split == "train" for r in rows])

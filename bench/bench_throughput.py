@@ -13,7 +13,9 @@ worker's own part without them). Demo photos come in several sizes; a GPU call l
 pass, a CPU runs one pass per photo. ``--uniform`` first crops them all to 1600 x 1200 (a phone's 4:3).
 
 ``--quick``: 3-landmark model, N = 16. Run from the repository root:
-``.venv/bin/python bench/bench_throughput.py [--quick] [--photos N] [--micro-batch 1 16] [--uniform]``.
+``.venv/bin/python bench/bench_throughput.py [--quick] [--photos N] [--micro-batch 1 16] [--uniform]
+[--engine torch onnxruntime]`` (each engine restarts the worker with ``recognition.engine`` set: same run, same
+photos, so the printed ratio compares them).
 Writes ``bench/results/throughput.json`` and prints a table.
 """
 
@@ -75,12 +77,13 @@ class Burst:
         self.bucket = stack.settings.s3.photos_bucket
         self.celery = stack.celery()
 
-    def restart(self, micro_batch: int, wait_ms: float) -> None:
+    def restart(self, micro_batch: int, wait_ms: float, engine: str = "auto") -> None:
         app = self.stack.apps[WORKER]
         env = {
             **app.env,
             "LANDMARKS_RECOGNITION__MICRO_BATCH": str(micro_batch),
             "LANDMARKS_RECOGNITION__MICRO_BATCH_WAIT_MS": str(wait_ms),
+            "LANDMARKS_RECOGNITION__ENGINE": engine,
         }
         self.stack.apps[WORKER] = dataclasses.replace(app, env=env)
         self.stack.stop(WORKER)
@@ -173,18 +176,24 @@ def recognizer_calls(lines: list[str]) -> dict[str, tuple[int, float]]:
 
 def print_table(console: Console, device: str, results: list[dict[str, Any]]) -> None:
     table = Table(title=f"one recognize worker process ({device}) draining a burst")
-    for col in ("micro-batch", "photos", "done", "drain s", "photos/s", "calls", "photos/call", "photos/recognizer-s"):
+    cols = ("engine", "micro-batch", "photos", "done", "drain s", "photos/s", "calls", "photos/call")
+    for col in (*cols, "photos/recognizer-s"):
         table.add_column(col, justify="right")
     for r in results:
         per_call = r["photos_per_call"]["mean"]
         table.add_row(
-            str(r["micro_batch"]), str(r["photos"]), str(r["done"]),
+            r.get("engine", "auto"), str(r["micro_batch"]), str(r["photos"]), str(r["done"]),
             f"{r['drain_s']:.2f}" if r["drain_s"] else "-",
             f"{r['photos_per_s']:.2f}" if r["photos_per_s"] else "-",
             str(r["recognizer_calls"]), f"{per_call:.1f}" if per_call else "-",
             f"{r['photos_per_recognizer_s']:.2f}" if r["photos_per_recognizer_s"] else "-",
         )  # fmt: skip
     console.print(table)
+    rates = {(r.get("engine"), r["micro_batch"]): r["photos_per_s"] for r in results if r["photos_per_s"]}
+    for (engine, size), rate in rates.items():
+        torch_rate = rates.get(("torch", size))
+        if engine == "onnxruntime" and torch_rate:
+            console.print(f"micro-batch {size}: onnxruntime / torch = {rate / torch_rate:.2f}x photos/s (same run)")
 
 
 def main() -> None:
@@ -194,6 +203,9 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, nargs="+", default=None, help="sizes to compare (default 1 N)")
     parser.add_argument("--wait-ms", type=float, default=50.0, help="LANDMARKS_RECOGNITION__MICRO_BATCH_WAIT_MS")
     parser.add_argument("--uniform", action="store_true", help="crop every photo to 1600 x 1200 first")
+    parser.add_argument(
+        "--engine", nargs="+", default=["auto"], help="recognition.engine per run: auto | torch | onnxruntime"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     photos_n = args.photos or (16 if args.quick else 64)
@@ -221,11 +233,12 @@ def main() -> None:
             if args.uniform:
                 photos = [uniform(p) for p in photos]
             burst = Burst(up.stack, up.factory, up.minio, photos)
-            for size in sizes:
-                burst.restart(size, args.wait_ms)
-                result = {"micro_batch": size, **burst.run(photos_n)}
-                results.append(result)
-                console.print(f"micro-batch {size}: {result['photos_per_s'] or 0:.2f} photos/s")
+            for engine in args.engine:
+                for size in sizes:
+                    burst.restart(size, args.wait_ms, engine)
+                    result = {"engine": engine, "micro_batch": size, **burst.run(photos_n)}
+                    results.append(result)
+                    console.print(f"{engine}, micro-batch {size}: {result['photos_per_s'] or 0:.2f} photos/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -236,7 +249,7 @@ def main() -> None:
         "device": device,
         "uniform_photos": args.uniform,
         "wait_ms": args.wait_ms,
-        "torch_threads": settings.recognition.worker_threads,
+        "worker_threads": settings.recognition.worker_threads,
         "model": {"version": model.version, "landmarks": len(model.landmarks)},
         "results": results,
     }

@@ -7,7 +7,7 @@ the negatives, and publishes an immutable bundle (local folder + models bucket) 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,13 @@ def build_model(
         metrics=metrics,
     )
     return publish_bundle(
-        factory, client, bundle, models_bucket=models_bucket, model_store=model_store, activate=activate
+        factory,
+        client,
+        bundle,
+        models_bucket=models_bucket,
+        model_store=model_store,
+        activate=activate,
+        embedder=embedder,
     )
 
 
@@ -216,10 +222,16 @@ def publish_bundle(
     model_store: Path,
     activate: bool = False,
     on_registered: Callable[[Session, ModelVersion], None] | None = None,
+    embedder: Any = None,
 ) -> ModelVersion:
     """Save the bundle locally, upload it to the models bucket, register its version (and activate it).
 
-    ``on_registered`` runs in the registering transaction (a training job is marked done there, atomically)."""
+    ``on_registered`` runs in the registering transaction (a training job is marked done there, atomically).
+    With the ``embedder`` it was built with (a :class:`shared.model.Embedder`), the bundle carries its network as
+    an ONNX graph (head and tuned tensors included), so CPU workers load it as built instead of exporting."""
+    export = getattr(embedder, "export_onnx", None)
+    if export is not None and bundle.network_onnx is None:
+        bundle = replace(bundle, network_onnx=export(bundle.head_state, bundle.backbone_state))
     folder = save_bundle(bundle, registry.local_bundle_dir(model_store, bundle.version))
     upload_bundle(client, models_bucket, bundle.version, folder)
     with session_scope(factory) as session:

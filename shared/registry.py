@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from minio import Minio  # annotations only: `model list`, `status` and the API read versions without it
 
     from shared.recognition.recognizer import Recognizer
+    from shared.settings import RecognitionSettings
 
 
 class NoActiveModel(Exception):
@@ -131,22 +132,23 @@ def load_recognizer(
     client: Minio,
     bucket: str,
     model_store: Path,
+    rec: RecognitionSettings | None = None,
     *,
-    device: str = "auto",
     threads: int | None = None,
-    batch_size: int = 16,
-    precision: str = "auto",
+    batch_size: int | None = None,
     preprocess_threads: int = 1,
+    **overrides: Any,
 ) -> Recognizer:
-    """The version's bundle from the local cache (verified by its hashes) or else from the models bucket."""
+    """The version's bundle from the local cache (verified by its hashes) or else from the models bucket, run by
+    the settings' engine (``overrides``: settings fields, e.g. ``device="cpu"``)."""
     from shared.recognition.bundle import load_bundle
     from shared.recognition.recognizer import Recognizer
 
     return Recognizer.from_bundle(
         load_bundle(fetch_bundle(version.version, client, bucket, model_store)),
-        device=device,
+        rec,
         threads=threads,
         batch_size=batch_size,
-        precision=precision,
         preprocess_threads=preprocess_threads,
+        **overrides,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,23 +19,14 @@ from tasks.context import context
 
 log = structlog.get_logger(__name__)
 
-_lock = threading.Lock()
-_embedders: dict[tuple[Any, ...], EmbedsImages] = {}
-
 
 def embedder_for(rec: RecognitionSettings) -> tuple[EmbedsImages, int]:
     """The backbone embedder of the settings (what `model build` embeds with) and its decode size, made once
-    per process; the network itself loads on first use."""
-    from shared.model import Embedder, EmbedderConfig
+    per process by the model factory; the network itself loads on first use."""
+    from shared.model.factory import decode_side, embedder_from_settings
 
-    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
-    key = (config, rec.device, rec.batch_size, rec.weights_path)
-    with _lock:
-        if key not in _embedders:
-            _embedders[key] = Embedder(
-                config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path
-            )
-    return _embedders[key], int(config.image_size * max(config.scales))
+    embedder = embedder_from_settings(rec)
+    return embedder, decode_side(embedder.config)
 
 
 def run_cleaning(

@@ -72,11 +72,10 @@ class WorkerContext:
                     self.minio,
                     self.settings.s3.models_bucket,
                     self.settings.model_store,
-                    device=rec.device,
+                    rec,
                     threads=rec.worker_threads,
                     # a micro-batch is one forward pass, however many photos it holds
                     batch_size=max(rec.batch_size, micro_batch_size(rec)),
-                    precision=rec.precision,
                     preprocess_threads=self.decode_threads,
                 )
                 self._recognizer = (version.id, recognizer)

@@ -35,7 +35,7 @@ def train_from_options(
     on_registered: Callable[[Session, ModelVersion], None] | None = None,
 ) -> ModelVersion:
     """Build the config and the runtime pieces from settings and train (also used by the CLI's ``--wait``)."""
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import decode_side, embedder_from_settings
     from shared.storage import ensure_buckets
     from shared.training.service import FinetuneOptions, train_model_version
     from shared.training.trainer import TrainConfig
@@ -46,8 +46,8 @@ def train_from_options(
     ctx = context()
     settings = ctx.settings
     rec = settings.recognition
-    embedder_config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
-    embedder = Embedder(embedder_config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+    embedder = embedder_from_settings(rec, cached=False)
+    embedder_config = embedder.config
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
     finetune = None
@@ -68,8 +68,8 @@ def train_from_options(
         config,
         models_bucket=settings.s3.models_bucket,
         model_store=settings.model_store,
-        min_side=int(embedder_config.image_size * max(embedder_config.scales)),
-        feature_cache=settings.state_dir / "training-features" / embedder_config.key(),  # features mode only
+        min_side=decode_side(embedder_config),
+        feature_cache=settings.state_dir / "training-features" / embedder.cache_key(),  # features mode only
         folds=int(options.get("folds", 5)),
         rejection=rec.non_landmark_rejection,
         activate=activate,

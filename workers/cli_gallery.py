@@ -219,7 +219,7 @@ def model_build(
     activate: Annotated[bool, typer.Option(help="Activate the new version at once.")] = False,
 ) -> None:
     """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import decode_side, embedder_from_settings
     from shared.model_build import build_model
     from shared.recognition.whitening import whitening_options
     from shared.settings import get_settings
@@ -228,8 +228,7 @@ def model_build(
 
     settings = get_settings()
     rec = settings.recognition
-    config = EmbedderConfig()
-    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
+    embedder = embedder_from_settings(rec)  # the network cleaning and training embed with
     client = minio_client()
     ensure_buckets(client, [settings.s3.models_bucket])
     with Progress(console=console) as progress:
@@ -240,7 +239,7 @@ def model_build(
             embedder,
             models_bucket=settings.s3.models_bucket,
             model_store=settings.model_store,
-            min_side=int(config.image_size * max(config.scales)),
+            min_side=decode_side(embedder.config),
             activate=activate,
             rejection=rec.non_landmark_rejection,
             unknown_rejection=rec.unknown_rejection,

@@ -102,7 +102,7 @@ def eval_command(
     Every report also gives the open-set figures: unknown-landmark photos (held out with --holdout-landmarks or
     --holdout, or marked "unknown landmark" in the manifest's notes) turned away, everyday photos turned away, known
     landmarks right and wrong, and the operating curve."""
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import config_from_settings, decode_side, embedder_from_settings
     from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
     from shared.recognition.open_set_eval import apply_holdout, holdout_splits, summarize
     from shared.recognition.whitening import whitening_options
@@ -110,12 +110,7 @@ def eval_command(
 
     settings = get_settings()
     rec = settings.recognition
-    config = EmbedderConfig(
-        backbone=backbone or rec.backbone,
-        pooling=pooling or rec.pooling,
-        image_size=image_size or rec.image_size,
-        resize=resize,
-    )
+    config = config_from_settings(rec, backbone=backbone, pooling=pooling, image_size=image_size, resize=resize)
     try:
         rows = read_eval_manifest(manifest, limit=limit)
         named = [slug.strip() for slug in (holdout or "").split(",") if slug.strip()]
@@ -127,8 +122,8 @@ def eval_command(
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path)
-    min_side = round(config.image_size * max(config.scales))
+    embedder = embedder_from_settings(rec, config=config)
+    min_side = decode_side(config)
     options = EvalOptions(
         use_gps=use_gps,
         rejection=rec.non_landmark_rejection,
@@ -149,7 +144,7 @@ def eval_command(
     console = _console()
     embedded = None
     if not (train and mode == "finetune"):  # tuned features are embedded inside, never from the cache
-        cache = None if no_cache else settings.state_dir / "embeddings" / config.key()
+        cache = None if no_cache else settings.state_dir / "embeddings" / embedder.cache_key()
         with console.status("embedding photos") as status:
             embedded = embed_rows(
                 rows,
@@ -291,9 +286,7 @@ def recognize_command(
     except BundleIntegrityError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    recognizer = Recognizer.from_bundle(
-        bundle, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path
-    )
+    recognizer = Recognizer.from_bundle(bundle, rec)
     console = _console()
     table = Table(title=f"model {bundle.version}")
     gated = recognizer.gate is not None  # a trained bundle's presence gate: its logit is shown too

@@ -12,7 +12,9 @@ def gem(
     """Generalised-mean pooling over the spatial dims: p=1 is average pooling, p->inf max pooling. ``mask``
     (N x 1 x h x w, 1 = the photo, 0 = padding) pools each photo over its own region only."""
     if mask is None:
-        return F.avg_pool2d(x.clamp(min=eps).pow(p), (x.size(-2), x.size(-1))).pow(1.0 / p)
+        # a mean over the spatial dims, not avg_pool2d with a size-dependent kernel: exportable to ONNX with a
+        # dynamic input size (shared.model.onnx_export)
+        return x.clamp(min=eps).pow(p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / p)
     return masked_mean(x.clamp(min=eps).pow(p), mask).pow(1.0 / p)
 
 

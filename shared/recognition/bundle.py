@@ -10,6 +10,8 @@
                                keyed as in ``RetrievalNet``'s state dict; loaded over the packaged ImageNet weights
     reference_density.npy      with an open-set score (manifest "open_set"): R float32, each reference's density
     negative_bank.npy          with an open-set score: M x D float32 known non-landmarks
+    network.onnx               optional: the whole network (tuned tensors and head included) as an ONNX graph for
+                               the CPU engine (shared.model.onnx_export); without it the engine exports its own
 
 Object storage is the source of truth (``<bucket>/<version>/<file>``); a local folder is the cache. Every file is
 listed in the manifest with its sha256 and refused when it does not match. Bundle I/O needs no torch unless the
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.pt"
 BACKBONE_FILE = "backbone.pt"
+ONNX_FILE = "network.onnx"
 ARRAYS = ("centroids", "centroid_landmarks", "references", "reference_landmarks")
 REFERENCE_DENSITY = "reference_density"  # with an open-set score: R float32, aligned with the references
 NEGATIVE_BANK = "negative_bank"  # with an open-set score: M x D float32 known non-landmarks
@@ -78,6 +81,7 @@ class Bundle:
     scenes: SceneConfig = field(default_factory=SceneConfig)  # scene tag threshold and landmark prior
     open_set: OpenSetModel | None = None  # unknown-landmark score and threshold (shared.recognition.open_set)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    network_onnx: Path | None = None  # the ONNX graph of the network (saved as network.onnx, hashed as the rest)
 
     @property
     def embedding_dim(self) -> int:
@@ -127,6 +131,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
                 save_state(bundle.head_state, tmp / HEAD_FILE)
             if bundle.backbone_state:
                 save_state(bundle.backbone_state, tmp / BACKBONE_FILE)
+        if bundle.network_onnx is not None:
+            shutil.copyfile(bundle.network_onnx, tmp / ONNX_FILE)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         manifest = {
             "format": FORMAT_VERSION,
@@ -222,6 +228,7 @@ def load_bundle(folder: Path) -> Bundle:
         scenes=SceneConfig.from_dict(manifest.get("scenes")),
         created_at=manifest["created_at"],
         open_set=open_set,
+        network_onnx=folder / ONNX_FILE if ONNX_FILE in files else None,
         **arrays,
     )
 

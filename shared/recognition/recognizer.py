@@ -2,7 +2,7 @@
 
 ``recognize`` = ``embed`` + ``decide``; the stages are public so callers can time decode, embed, search and verify
 separately. The embedder is anything with ``embed(list[PIL.Image]) -> N x D float32``; :meth:`from_bundle` builds
-the torch one lazily (the network itself loads on first use, once per process).
+the bundle's network lazily (the network itself loads on first use, once per process).
 
 Scene tags come from the same forward pass when the embedder also has ``embed_with_logits`` (the backbone's
 ImageNet classifier); their landmark-like mass feeds the bundle's scene prior, when it has one.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -38,6 +37,7 @@ from shared.scenes import SceneMapping, landmark_mass, load_mapping, scene_tags
 
 if TYPE_CHECKING:
     from shared.imaging import DecodedPhoto
+    from shared.settings import RecognitionSettings
 
 
 class EmbedsImages(Protocol):
@@ -95,29 +95,30 @@ class Recognizer:
     def from_bundle(
         cls,
         bundle: Bundle,
+        rec: RecognitionSettings | None = None,
         *,
-        device: str = "auto",
-        batch_size: int = 16,
-        weights_path: Path | None = None,
         threads: int | None = None,
+        batch_size: int | None = None,
         scenes: bool = True,
-        precision: str = "auto",
         preprocess_threads: int = 1,
+        **overrides: Any,
     ) -> Recognizer:
-        """A recognizer with the torch embedder the bundle describes (loaded lazily on first embed);
-        ``scenes`` also loads the backbone's classifier for scene tags and the prior."""
-        from shared.model import Embedder, EmbedderConfig
+        """A recognizer with the bundle's network on the settings' device and engine (``overrides``: settings
+        fields such as ``device="cpu"``), loaded lazily on first embed; ``scenes`` also asks for the backbone's
+        classifier for scene tags and the prior."""
+        from shared.model.factory import bundle_embedder
+        from shared.settings import RecognitionSettings
 
-        embedder = Embedder(
-            EmbedderConfig.from_dict(bundle.model),
-            device=device,
-            batch_size=batch_size,
-            weights_path=weights_path,
+        rec = (rec or RecognitionSettings()).model_copy(update=overrides)
+        embedder = bundle_embedder(
+            rec,
+            bundle.model,
             head_state=bundle.head_state,
             backbone_state=bundle.backbone_state,
+            onnx_path=bundle.network_onnx,
             threads=threads,
+            batch_size=batch_size,
             classifier=scenes,
-            precision=precision,
             preprocess_threads=preprocess_threads,
         )
         return cls(bundle, embedder)

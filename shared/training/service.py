@@ -190,15 +190,7 @@ def tune_backbone(
 def tuned_embedder(embedder: Any, state: dict[str, Any], options: FinetuneOptions) -> Any:
     """``embedder``'s network with the tuned backbone tensors ``state``, on the tuning device: the features the
     head is trained on must come from the network that will serve them."""
-    from shared.model import Embedder
-
-    return Embedder(
-        embedder.config,
-        device=options.device,
-        batch_size=embedder.batch_size,
-        weights_path=options.weights_path,
-        backbone_state=state,
-    )
+    return embedder.with_states(backbone_state=state, device=options.device, weights_path=options.weights_path)
 
 
 def train_model_version(
@@ -255,6 +247,7 @@ def train_model_version(
             model_store=model_store,
             activate=activate,
             on_registered=on_registered,
+            embedder=embedder,
         )
     ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
@@ -286,6 +279,7 @@ def train_model_version(
         model_store=model_store,
         activate=activate,
         on_registered=on_registered,
+        embedder=embedder,
     )
 
 

@@ -373,7 +373,7 @@ def build_demo_model(
     imported into the stack; a model built from it and activated (what `landmarks demo run` does, smaller)."""
     from shared.db.session import make_engine, make_session_factory, session_scope
     from shared.gallery import import_rows
-    from shared.model import Embedder, EmbedderConfig
+    from shared.model.factory import decode_side, embedder_from_settings
     from shared.model_build import build_model
     from shared.recognition.evaluation import read_eval_manifest
     from shared.recognition.whitening import whitening_options
@@ -401,18 +401,15 @@ def build_demo_model(
         factory = make_session_factory(engine)
         with session_scope(factory) as session:
             import_rows(session, client, s3.gallery_bucket, chosen)
-        config = EmbedderConfig()
         rec = settings.recognition
-        embedder = Embedder(
-            config, device=rec.device, batch_size=rec.batch_size, weights_path=rec.weights_path, threads=threads
-        )
+        embedder = embedder_from_settings(rec, threads=threads)
         row = build_model(
             factory,
             client,
             embedder,
             models_bucket=s3.models_bucket,
             model_store=settings.model_store,
-            min_side=int(config.image_size * max(config.scales)),
+            min_side=decode_side(embedder.config),
             activate=True,
             rejection=rec.non_landmark_rejection,
             unknown_rejection=rec.unknown_rejection,  # as `landmarks model build` ships it

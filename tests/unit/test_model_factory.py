@@ -1,0 +1,90 @@
+"""One road from settings to a network: `model build`, gallery cleaning and training embed with the backbone,
+pooling, image size and engine the settings name (model build used EmbedderConfig() defaults before)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import tasks.cleaning
+import tasks.context
+import tasks.training
+import workers.cli_gallery
+from shared.model import Embedder, EmbedderConfig
+from shared.model.factory import bundle_embedder, config_from_settings, embedder_from_settings
+from shared.settings import RecognitionSettings, Settings
+
+ENV = {
+    "LANDMARKS_RECOGNITION__BACKBONE": "resnet50",
+    "LANDMARKS_RECOGNITION__POOLING": "avg",
+    "LANDMARKS_RECOGNITION__IMAGE_SIZE": "224",
+    "LANDMARKS_RECOGNITION__DEVICE": "cpu",
+    "LANDMARKS_RECOGNITION__ENGINE": "torch",
+}
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Settings:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LANDMARKS_MODEL_STORE", str(tmp_path / "models"))
+    return Settings()
+
+
+def test_settings_place_the_onnx_cache_beside_the_bundles(settings: Settings, tmp_path: Any) -> None:
+    assert settings.recognition.onnx_cache == tmp_path / "models" / ".onnx"
+    assert settings.recognition.engine == "torch"
+
+
+def test_build_cleaning_and_training_embed_with_the_settings_network(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def capture(name: str) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = (next(a for a in args if isinstance(a, Embedder)), kwargs["min_side"])
+            return SimpleNamespace(version="v1", status=SimpleNamespace(value="ready"), thresholds={}, metrics={})
+
+        return run
+
+    # model build (the CLI command)
+    monkeypatch.setattr(workers.cli_gallery, "get_settings", lambda: settings)
+    monkeypatch.setattr(workers.cli_gallery, "minio_client", lambda: None)
+    monkeypatch.setattr(workers.cli_gallery, "ensure_buckets", lambda *a: None)
+    monkeypatch.setattr(workers.cli_gallery, "session_factory", lambda: None)
+    monkeypatch.setattr(workers.cli_gallery, "build_model", capture("build"))
+    monkeypatch.setattr(workers.cli_gallery.console, "print", lambda *a, **k: None)
+    workers.cli_gallery.model_build(activate=False)
+    # gallery cleaning (the task and `gallery clean --wait`)
+    monkeypatch.setattr(tasks.cleaning.cleaning, "clean_gallery", capture("clean"))
+    tasks.cleaning.run_cleaning(settings, None, None)  # type: ignore[arg-type]
+    # training (the task and `model train --wait`)
+    context = SimpleNamespace(settings=settings, minio=None, session_factory=None)
+    monkeypatch.setattr(tasks.context, "context", lambda: context)
+    monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
+    monkeypatch.setattr("shared.training.service.train_model_version", capture("train"))
+    tasks.training.train_from_options({})
+
+    expected = EmbedderConfig(backbone="resnet50", pooling="avg", image_size=224)
+    for name in ("build", "clean", "train"):
+        embedder, min_side = seen[name]
+        assert (name, embedder.config, min_side) == (name, expected, 224)
+        assert (embedder.device_name, embedder.engine_name) == ("cpu", "torch")
+
+
+def test_the_factory_makes_one_embedder_per_process_for_the_same_settings() -> None:
+    rec = RecognitionSettings(image_size=128, device="cpu")
+    assert embedder_from_settings(rec) is embedder_from_settings(rec)
+    assert embedder_from_settings(rec, classifier=True) is not embedder_from_settings(rec)
+    assert config_from_settings(rec, image_size=64).image_size == 64
+    assert config_from_settings(rec, image_size=None).image_size == 128
+
+
+def test_a_bundle_network_takes_its_config_from_the_manifest_and_its_engine_from_settings() -> None:
+    rec = RecognitionSettings(device="cpu", engine="onnxruntime")
+    embedder = bundle_embedder(rec, {**EmbedderConfig(image_size=96).to_dict(), "embedding_dim": 1280})
+    assert embedder.config.image_size == 96 and embedder.engine_name == "onnxruntime"
+    assert embedder is not bundle_embedder(rec, {"image_size": 96})  # bundles carry tensors: never shared
