@@ -51,11 +51,12 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
         return run
 
     # model build (the CLI command)
-    monkeypatch.setattr(workers.cli_gallery, "get_settings", lambda: settings)
-    monkeypatch.setattr(workers.cli_gallery, "minio_client", lambda: None)
-    monkeypatch.setattr(workers.cli_gallery, "ensure_buckets", lambda *a: None)
-    monkeypatch.setattr(workers.cli_gallery, "session_factory", lambda: None)
-    monkeypatch.setattr(workers.cli_gallery, "build_model", capture("build"))
+    # (the command imports these when it runs, so they are patched where they live)
+    monkeypatch.setattr("shared.settings.get_settings", lambda: settings)
+    monkeypatch.setattr("workers.runtime.minio_client", lambda: None)
+    monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
+    monkeypatch.setattr("workers.runtime.session_factory", lambda: None)
+    monkeypatch.setattr("shared.model_build.build_model", capture("build"))
     monkeypatch.setattr(workers.cli_gallery.console, "print", lambda *a, **k: None)
     workers.cli_gallery.model_build(activate=False)
     # gallery cleaning (the task and `gallery clean --wait`)
@@ -63,7 +64,7 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
     tasks.cleaning.run_cleaning(settings, None, None)  # type: ignore[arg-type]
     # training (the task and `model train --wait`)
     context = SimpleNamespace(settings=settings, minio=None, session_factory=None)
-    monkeypatch.setattr(tasks.context, "context", lambda: context)
+    monkeypatch.setattr(tasks.training, "context", lambda: context)  # where train_from_options looks it up
     monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
     monkeypatch.setattr("shared.training.service.train_model_version", capture("train"))
     tasks.training.train_from_options({})
