@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/landmarks"
-TEST_DATABASE = "landmarks_test"
+TEST_DATABASE = os.environ.get("LANDMARKS_TEST_DATABASE") or "landmarks_test"
 
 
 def database_url_for(database: str = TEST_DATABASE) -> str:
