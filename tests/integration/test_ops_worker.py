@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,11 @@ from shared.db.models import (
     PhotoStatus,
 )
 from shared.failures import record_failure
+from shared.ops import jobs
 from shared.settings import Settings
 from workers.celery_app import QUEUES, REPROCESS_PRIORITY, make_celery
 from workers.devstack.testing import flushed_redis
+from workers.fleet import send_recognitions
 from workers.metrics import collect, metrics_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -295,7 +299,7 @@ def test_status_names_an_unreachable_broker_and_still_reports_the_database(env, 
     assert status["photos"]["pending"] == 0 and status["model"]["version"] == "w-active"
 
 
-def test_reprocess_cli_dry_run_then_enqueue(database, env, broker) -> None:
+def test_reprocess_cli_dry_run_then_a_job(database, env, broker, celery_app: Celery) -> None:
     _, factory = database
     done = new_photo(factory, "users/walice/done.jpg")
     failed = new_photo(factory, "users/walice/failed.jpg")
@@ -318,6 +322,21 @@ def test_reprocess_cli_dry_run_then_enqueue(database, env, broker) -> None:
 
     real = cli("--user", "walice", "--since", "2000-01-01")
     assert real.returncode == 0, real.stderr
-    assert "enqueued 2 photos on the recognize queue at priority 9 (1 failed photos reset to pending)" in real.stdout
+    job_id = int(re.search(r"reprocess job (\d+): 2 photos", real.stdout)[1])
+    # The command only made the job and nudged the feeder (no ingest worker consumes it here): nothing to recognise
+    # is queued until the feeder runs, as the beat-driven task does.
+    assert broker.llen("ingest") == 1 and broker.llen("recognize\x06\x169") == 0
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [(j["id"], j["state"], j["total"], j["enqueued"]) for j in listed] == [(job_id, "running", 2, 0)]
+
+    assert cli("pause", str(job_id)).stdout.strip() == f"job {job_id}: paused"
+    send = partial(send_recognitions, celery_app, priority=REPROCESS_PRIORITY)
+    feed = partial(jobs.feed_all, factory, depth=lambda: 0, enqueue_for=lambda _priority: send, bound=100)
+    assert feed() == []  # a paused job is not fed
+    assert cli("resume", str(job_id)).returncode == 0
+    [fed] = feed()
+    assert (fed.job_id, fed.outcome, fed.sent) == (job_id, "finished", 2)
     assert broker.llen("recognize\x06\x169") == 2 and broker.llen("recognize") == 0
     assert status_of(factory, failed) == PhotoStatus.pending and status_of(factory, done) == PhotoStatus.done
+    late = cli("cancel", str(job_id))
+    assert late.returncode == 1 and "finished: cannot cancel" in late.stderr
