@@ -147,24 +147,3 @@ def test_object_without_owner_is_recorded_failed_once(db_session: Session, world
     assert photo.status == PhotoStatus.failed and "no_owner" in photo.error
     failures = db_session.execute(select(TaskFailure).where(TaskFailure.photo_id == r.photo_id)).scalars().all()
     assert len(failures) == 1 and failures[0].attempts == 2
-
-
-def test_keys_without_rows(db_session: Session, world) -> None:
-    _created(db_session, "users/alice/known.jpg")
-    missing = photos.keys_without_rows(db_session, "photos", ["users/alice/known.jpg", "users/alice/new.jpg"])
-    assert missing == ["users/alice/new.jpg"]
-
-
-def test_rows_whose_object_vanished_are_found_but_not_newer_rows(db_session: Session, world) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    _created(db_session, "users/alice/kept.jpg")
-    _created(db_session, "users/alice/gone.jpg")
-    later = datetime.now(UTC) + timedelta(seconds=5)
-    earlier = datetime.now(UTC) - timedelta(days=1)
-    listed = {"users/alice/kept.jpg"}
-    assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=later) == [
-        "users/alice/gone.jpg"
-    ]
-    # A row created after the listing began may belong to an upload the listing could not see yet.
-    assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=earlier) == []

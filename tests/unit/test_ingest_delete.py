@@ -1,0 +1,56 @@
+"""A delete event is applied only when the object is really gone (issue #19 item 8): the task stats it first.
+
+The task runs in-process with a fake worker context; nothing here needs S3 or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+import tasks.ingest as ingest
+from shared.events import REMOVED, ObjectEvent
+from shared.photos import IngestResult
+from shared.storage import ObjectInfo, ObjectMissing
+
+
+@pytest.fixture
+def removed_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    calls: list[dict] = []
+
+    @contextmanager
+    def session():
+        yield "session"
+
+    ctx = SimpleNamespace(settings=SimpleNamespace(s3=SimpleNamespace(photos_bucket="photos")), minio=None,
+                          session=session)  # fmt: skip
+    monkeypatch.setattr(ingest, "context", lambda: ctx)
+
+    def record_removed(session, **kwargs):
+        calls.append(kwargs)
+        return IngestResult("deleted")
+
+    monkeypatch.setattr(ingest.photos, "record_removed", record_removed)
+    return calls
+
+
+def delete_event(key: str) -> dict:
+    return ObjectEvent(REMOVED, "photos", key, 0, "", None, {}, datetime.now(UTC), "test", "00AB").to_record()
+
+
+def test_a_delete_whose_object_is_still_there_changes_nothing(removed_calls, monkeypatch) -> None:
+    monkeypatch.setattr(ingest, "stat_object", lambda client, bucket, key: ObjectInfo(bucket, key, 1, "e"))
+    assert ingest.object_event(delete_event("users/u/back.jpg")) == {"action": "ignored", "reason": "object exists"}
+    assert removed_calls == []
+
+
+def test_a_delete_whose_object_is_gone_is_applied_with_its_order(removed_calls, monkeypatch) -> None:
+    def missing(client, bucket, key):
+        raise ObjectMissing(key)
+
+    monkeypatch.setattr(ingest, "stat_object", missing)
+    assert ingest.object_event(delete_event("users/u/gone.jpg")) == {"action": "deleted"}
+    assert removed_calls == [{"bucket": "photos", "key": "users/u/gone.jpg", "sequencer": "00AB"}]
