@@ -172,8 +172,3 @@ def claim_stuck_photo_ids(session: Session, *, older_than_s: float, limit: int =
         update(Photo).where(Photo.id.in_(stuck.scalar_subquery())).values(updated_at=func.now()).returning(Photo.id)
     )
     return list(claimed.scalars())
-
-
-def photos_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all()
-    return {status.value: count for status, count in rows}

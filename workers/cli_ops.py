@@ -275,6 +275,7 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
 
     with db_session() as session:
         db = database_status(session)
+        reprocess = [job_summary(job) for job in job_ops.list_jobs(session, live_only=True)]
     app = _celery()
     broker: dict[str, Any] = {"url": get_settings().broker_url, "reachable": True, "error": None}
     workers: dict[str, list[str]] | None = None
@@ -295,6 +296,8 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
         "queues": queues,
         "unacked": unacked,
         "photos": db.photos,
+        "photos_approximate": db.photos_approximate,
+        "reprocess_jobs": reprocess,
         "failures": {"last_hour": db.failures_last_hour, "open": db.open_failures},
         "model": db.model,
         "bridge": db.bridge,
@@ -333,7 +336,11 @@ def _print_status(payload: dict[str, Any]) -> None:
     console.print(table)
     if payload["unacked"] is not None:
         console.print(f"in flight (delivered, not acknowledged): {payload['unacked']}")
-    console.print("photos: " + "  ".join(f"{k} {v}" for k, v in payload["photos"].items()))
+    about = "about " if payload["photos_approximate"] else ""
+    console.print("photos: " + "  ".join(f"{k} {about}{v}" for k, v in payload["photos"].items()))
+    for job in payload["reprocess_jobs"]:
+        console.print(f"reprocess job {job['id']} {job['state']}: sent {job['enqueued']} of {job['total']} "
+                      f"({json.dumps(job['selector'])})")  # fmt: skip
     console.print(f"failures: {payload['failures']['last_hour']} in the last hour, {payload['failures']['open']} open")
     model = payload["model"]
     if model is None:
