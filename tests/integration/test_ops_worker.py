@@ -266,7 +266,8 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert run.returncode == 0, run.stderr
     status = json.loads(run.stdout)
 
-    assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "failures", "model", "bridge"}
+    assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "photos_approximate",
+                           "reprocess_jobs", "failures", "model", "bridge"}  # fmt: skip
     assert status["broker"] == {"url": BROKER, "reachable": True, "error": None}
     assert status["workers"] == {"ingest": [], "recognize": [], "albums": [NODE], "cleaning": [], "training": []}
     assert list(status["queues"]) == list(QUEUES)
@@ -275,6 +276,7 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert all(status["queues"][q]["depth"] == 0 for q in ("albums", "cleaning", "training"))
     assert status["unacked"] == 0
     assert status["photos"] == {"pending": 2, "processing": 0, "done": 0, "failed": 1, "deleted": 1}
+    assert status["photos_approximate"] is False and status["reprocess_jobs"] == []  # a small table: exact
     assert status["failures"] == {"last_hour": 1, "open": 1}
     model = status["model"]
     assert model["version"] == "w-active" and model["backbone"] == "efficientnet_lite2" and model["id"] > 0
