@@ -153,7 +153,7 @@ def run(
 
 def _reprocess_stale(users: list[str], timeout: float) -> int:
     """Photos of these users processed by an older model are recognised again (a re-run after --rebuild): a job
-    per user, fed at once (the demo does not wait for beat), then followed until none of them is stale."""
+    per user, fed at once (the demo does not wait for beat), then followed until each is done or failed again."""
     import time
     from functools import partial
 
@@ -174,7 +174,7 @@ def _reprocess_stale(users: list[str], timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while job.total and time.monotonic() < deadline:
             with db_session() as session:
-                if jobs.count_selection(session, selector) == 0:
+                if jobs.processed_since(session, job) >= job.total:
                     break
             time.sleep(0.3)
         total += job.total or 0
