@@ -342,3 +342,15 @@ def test_reprocess_cli_dry_run_then_a_job(database, env, broker, celery_app: Cel
     assert status_of(factory, failed) == PhotoStatus.pending and status_of(factory, done) == PhotoStatus.done
     late = cli("cancel", str(job_id))
     assert late.returncode == 1 and "finished: cannot cancel" in late.stderr
+
+
+def test_model_activate_with_reprocess_starts_a_stale_job(database, env, broker) -> None:
+    _, factory = database
+    new_photo(factory, "users/walice/never-recognised.jpg")  # no model version yet: stale for any active one
+    run = subprocess.run([sys.executable, "-m", "workers.cli", "model", "activate", "w-active", "--reprocess"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"reprocess job \d+: 1 photos not yet recognised by w-active", run.stdout)
+    with factory() as session:
+        [job] = jobs.list_jobs(session)
+        assert (job.selector, job.total, job.state.value, job.enqueued) == ({"stale": True}, 1, "running", 0)
