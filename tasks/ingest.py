@@ -23,6 +23,7 @@ from tasks.priorities import REPROCESS_PRIORITY
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (TransientError, OperationalError)
+SWEEP_SOURCE = "landmarks:reconcile"
 
 
 @worker_process_init.connect
@@ -61,11 +62,15 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
     metadata = dict(event.user_metadata or {})
     owner = photos.resolve_owner(event.key, metadata)
     etag, size, content_type = event.etag, event.size, event.content_type
-    if owner is None:
-        # Events may omit user metadata (SeaweedFS extended attrs, some webhooks): ask the object itself.
+    from_sweep = event.source == SWEEP_SOURCE
+    if owner is None or from_sweep:
+        # Events may omit user metadata (SeaweedFS extended attrs, some webhooks): ask the object itself. A sweep
+        # event is checked too: its object may have been deleted since it was listed (the row must stay deleted).
         try:
             info = stat_object(ctx.minio, event.bucket, event.key)
         except ObjectMissing as exc:
+            if from_sweep:
+                return {"action": "ignored", "reason": "object gone since the sweep listed it"}
             with ctx.session() as session:
                 record_failure(
                     session,
@@ -121,8 +126,7 @@ def reconcile_bucket(bucket: str) -> dict[str, Any]:
     settings = ctx.settings
 
     def send_created(info: ObjectInfo) -> None:
-        source = "landmarks:reconcile"
-        event = ObjectEvent(CREATED, bucket, info.key, info.size, info.etag, None, {}, datetime.now(UTC), source)
+        event = ObjectEvent(CREATED, bucket, info.key, info.size, info.etag, None, {}, datetime.now(UTC), SWEEP_SOURCE)
         object_event.delay(event.to_record())
 
     def requeue(photo_ids: Sequence[Any]) -> None:

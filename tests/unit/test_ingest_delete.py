@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 import tasks.ingest as ingest
-from shared.events import REMOVED, ObjectEvent
+from shared.events import CREATED, REMOVED, ObjectEvent
 from shared.photos import IngestResult
 from shared.storage import ObjectInfo, ObjectMissing
 
@@ -54,3 +54,18 @@ def test_a_delete_whose_object_is_gone_is_applied_with_its_order(removed_calls, 
     monkeypatch.setattr(ingest, "stat_object", missing)
     assert ingest.object_event(delete_event("users/u/gone.jpg")) == {"action": "deleted"}
     assert removed_calls == [{"bucket": "photos", "key": "users/u/gone.jpg", "sequencer": "00AB"}]
+
+
+def test_a_sweep_event_for_an_object_deleted_since_the_listing_changes_nothing(monkeypatch) -> None:
+    """The sweep listed the object, then it was deleted and its row marked so: the sweep's event must not bring the
+    row back (it would fail as object_missing instead of staying deleted)."""
+    ctx = SimpleNamespace(settings=SimpleNamespace(s3=SimpleNamespace(photos_bucket="photos")), minio=None)
+    monkeypatch.setattr(ingest, "context", lambda: ctx)
+
+    def missing(client, bucket, key):
+        raise ObjectMissing(key)
+
+    monkeypatch.setattr(ingest, "stat_object", missing)
+    record = ObjectEvent(CREATED, "photos", "users/u/a.jpg", 5, "e1", None, {}, datetime.now(UTC),
+                         ingest.SWEEP_SOURCE).to_record()  # fmt: skip
+    assert ingest.object_event(record)["action"] == "ignored"  # no session was needed: nothing written
