@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from minio.commonconfig import CopySource
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,7 +45,13 @@ def test_a_job_survives_a_worker_restart_and_processes_every_selected_photo_once
     old_version = {p.model_version_id for p in first.values()}
     with e2e.factory.begin() as session:
         active = registry.active_version(session)
-        v2 = ModelVersion(version=f"{active.version}-again-{owner}", backbone=active.backbone,
+        new_name = f"{active.version}-again-{owner}"
+        models = e2e.stack.settings.s3.models_bucket
+        for item in e2e.minio.list_objects(models, prefix=f"{active.version}/", recursive=True):
+            # The same bundle under the new version's name: a "new model" the workers load like any other.
+            target = new_name + item.object_name[len(active.version) :]
+            e2e.minio.copy_object(models, target, CopySource(models, item.object_name))
+        v2 = ModelVersion(version=new_name, backbone=active.backbone,
                           status=ModelStatus.ready, metrics=dict(active.metrics), thresholds=dict(active.thresholds),
                           artifact_uri=active.artifact_uri)  # fmt: skip
         session.add(v2)
