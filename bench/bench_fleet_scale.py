@@ -1,7 +1,7 @@
 """Photo-cloud scale: the reprocess feeder, the sweep and the operator queries over N photo rows.
 
-Seeds N synthetic photo rows (``users/uNNNNNN/NNNNNNNNN.jpg``, 100 per user, statuses mixed, one album of 500
-photos) into a database of its own on the local PostgreSQL server (created and dropped here), then:
+Seeds N synthetic photo rows (``users/uNNNNNN/NNNNNNNNN.jpg``, 100 per user, statuses mixed, one user's
+album of 100 photos) into a database of its own on the local PostgreSQL server (created and dropped here), then:
 
 - the latency of ``status``'s photo counts (planner estimates above 200k rows), of ``reprocess --dry-run`` (one
   COUNT) and of a user's album page as the API reads it (median of repeats);
@@ -38,7 +38,6 @@ from shared.settings import Settings, get_settings
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet_scale.json"
 PER_USER = 100
 SEED_CHUNK = 100_000
-ALBUM_PHOTOS = 500
 MISSING_EVERY = 1000  # the fake listing leaves out one key in this many (lost delete events)
 
 
@@ -89,7 +88,7 @@ def seed(url: str, rows: int) -> float:
                 WHERE p.key >= 'users/u000001/' AND p.key < 'users/u000002/'
                 """
             ),
-            {"n": ALBUM_PHOTOS},
+            {"n": PER_USER},
         )
     engine = factory.kw["bind"]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -141,6 +140,7 @@ def feeder_child(url: str, broker: str, bound: int, result: Any) -> None:
     from workers.celery_app import make_celery
     from workers.fleet import priority_key, queue_depths, send_recognitions
 
+    baseline = peak_rss_mb()  # the interpreter and the imports, before any work
     app = make_celery(Settings(broker_url=broker, result_backend=broker))
     client = redis.Redis.from_url(broker)
     factory = factory_for(url)
@@ -168,7 +168,7 @@ def feeder_child(url: str, broker: str, bound: int, result: Any) -> None:
                 "queue_max": max(lengths), "queue_lengths_sample": lengths[:: max(1, len(lengths) // 20)],
                 "redis_used_memory_max_mb": round(max(redis_mb), 1), "seconds": round(elapsed, 1),
                 "s_per_million": round(elapsed / max(1, enqueued) * 1e6, 1),
-                "peak_rss_mb": round(peak_rss_mb(), 1)})  # fmt: skip
+                "peak_rss_mb": round(peak_rss_mb(), 1), "baseline_rss_mb": round(baseline, 1)})  # fmt: skip
 
 
 def listing(rows: int, after: str | None) -> Iterator[Any]:
@@ -184,6 +184,7 @@ def listing(rows: int, after: str | None) -> Iterator[Any]:
 def sweep_child(url: str, rows: int, page: int, result: Any) -> None:
     from shared.ops.sweep import sweep_bucket
 
+    baseline = peak_rss_mb()
     sent: list[int] = [0]
     t0 = time.perf_counter()
     report = sweep_bucket(
@@ -193,7 +194,7 @@ def sweep_child(url: str, rows: int, page: int, result: Any) -> None:
     elapsed = time.perf_counter() - t0
     result.put({**report.summary(), "seconds": round(elapsed, 1),
                 "s_per_million": round(elapsed / max(1, report.listed) * 1e6, 1),
-                "peak_rss_mb": round(peak_rss_mb(), 1)})  # fmt: skip
+                "peak_rss_mb": round(peak_rss_mb(), 1), "baseline_rss_mb": round(baseline, 1)})  # fmt: skip
 
 
 def in_child(target, *args: Any) -> dict[str, Any]:
