@@ -2,6 +2,8 @@
 
 Idempotent by construction: the row is keyed by (bucket, key) and claimed with INSERT ... ON CONFLICT, so a
 redelivered or duplicated event finds the row and changes nothing unless the object's content (eTag) changed.
+An event without an eTag (unknown content) never counts as a change, and an event older than the last one applied
+to the key (S3 ``sequencer``, SeaweedFS ``ts_ns``) is ignored, so a late create never undoes a newer delete.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ OWNER_METADATA_KEYS = ("user", "owner")
 KEY_LAYOUT = re.compile(r"^users/(?P<user>[^/]+)/.+")
 VALID_USER = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 CONTENT_TYPE_CHARS = 255  # photos.content_type is VARCHAR(255)
+SEQUENCE_WIDTH = 32  # hex digits: S3 sequencers are up to 16-20, SeaweedFS ts_ns 16
 
 Action = Literal["recognize", "unchanged", "deleted", "ignored", "failed"]
 
@@ -76,6 +78,20 @@ def resolve_owner(key: str, metadata: Mapping[str, str]) -> str | None:
     return decide_owner(key, metadata).owner
 
 
+def event_order(sequencer: str | None) -> str | None:
+    """A sequencer normalised so that string order is event order: upper-case hex, left-padded (S3 says to compare
+    them as hexadecimal numbers); None when absent or not hex (no order known)."""
+    value = (sequencer or "").strip().upper()
+    if not value or len(value) > SEQUENCE_WIDTH or any(c not in "0123456789ABCDEF" for c in value):
+        return None
+    return value.rjust(SEQUENCE_WIDTH, "0")
+
+
+def _older(photo: Photo, order: str | None) -> bool:
+    """Whether an event of this order is older than the last one applied to the photo's key."""
+    return order is not None and photo.event_seq is not None and order < photo.event_seq
+
+
 def ensure_user(session: Session, name: str) -> int:
     session.execute(insert(User).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
     return session.execute(select(User.id).where(User.name == name)).scalar_one()
@@ -92,10 +108,13 @@ def record_created(
     owner: str | None,
     task_name: str = "ingest.object_event",
     ownership: Ownership | None = None,
+    sequencer: str | None = None,
 ) -> IngestResult:
     """Create or update the photo row of a new or overwritten object; without an owner it fails with the reason
     ``ownership`` gives (``no_owner`` when not given)."""
     content_type = _column_text(content_type, CONTENT_TYPE_CHARS)
+    etag = etag or None  # "" is what events without an eTag carry: unknown, not new content
+    order = event_order(sequencer)
     owner_id = ensure_user(session, owner) if owner else None
     photo_id = session.execute(
         insert(Photo)
@@ -108,6 +127,7 @@ def record_created(
             content_type=content_type,
             owner_id=owner_id,
             status=PhotoStatus.pending,
+            event_seq=order,
         )
         .on_conflict_do_nothing(index_elements=["bucket", "key"])
         .returning(Photo.id)
@@ -116,7 +136,10 @@ def record_created(
         photo = session.execute(
             select(Photo).where(Photo.bucket == bucket, Photo.key == key).with_for_update()
         ).scalar_one()
-        same_content = etag and photo.etag == etag and photo.owner_id == owner_id
+        if _older(photo, order):
+            return IngestResult("ignored", photo.id, "older event")
+        photo.event_seq = order or photo.event_seq
+        same_content = (etag is None or photo.etag == etag) and photo.owner_id == owner_id
         if same_content and photo.status == PhotoStatus.pending:
             # A redelivered event whose first enqueue may have been lost; recognition is idempotent.
             return IngestResult("recognize", photo.id)
@@ -151,57 +174,42 @@ def _column_text(value: str | None, limit: int) -> str | None:
     return None if value is None else value.replace("\x00", "")[:limit]
 
 
-def record_removed(session: Session, *, bucket: str, key: str) -> IngestResult:
-    """Mark the photo deleted and take it out of its albums; unknown objects are ignored."""
+def record_removed(session: Session, *, bucket: str, key: str, sequencer: str | None = None) -> IngestResult:
+    """Mark the photo deleted and take it out of its albums; unknown objects and older events are ignored.
+
+    The caller checks first that the object is really gone (a replayed or reordered delete must not hide a live
+    photo); the sweep brings back rows whose object is listed again.
+    """
+    order = event_order(sequencer)
     photo = session.execute(
         select(Photo).where(Photo.bucket == bucket, Photo.key == key).with_for_update()
     ).scalar_one_or_none()
     if photo is None:
         return IngestResult("ignored", None, "unknown object")
+    if _older(photo, order):
+        return IngestResult("ignored", photo.id, "older event")
+    photo.event_seq = order or photo.event_seq
     albums.remove_photo(session, photo.id)
     mining.withdraw(session, photo_id=photo.id)  # a deleted photo leaves the gallery at once
     photo.status = PhotoStatus.deleted
     return IngestResult("deleted", photo.id)
 
 
-def keys_without_rows(session: Session, bucket: str, keys: list[str]) -> list[str]:
-    """Those of ``keys`` that have no photo row (the reconciliation sweep enqueues them)."""
-    if not keys:
-        return []
-    known = set(session.execute(select(Photo.key).where(Photo.bucket == bucket, Photo.key.in_(keys))).scalars())
-    return [k for k in keys if k not in known]
-
-
-def keys_missing_from_listing(session: Session, bucket: str, listed: set[str], *, listed_since: datetime) -> list[str]:
-    """Live photo rows whose object was not in a listing that started at ``listed_since`` (a lost delete event).
-
-    Rows created after the listing began are left alone: their object may have been uploaded behind the cursor.
-    """
-    rows = session.execute(
-        select(Photo.key).where(
-            Photo.bucket == bucket, Photo.status != PhotoStatus.deleted, Photo.created_at < listed_since
+def claim_stuck_photo_ids(session: Session, *, older_than_s: float, limit: int = 1000) -> list[uuid.UUID]:
+    """Photos left pending or processing longer than ``older_than_s`` by the database's clock (their task was
+    lost), touched as they are returned: the next sweep skips them while their new message waits in the queue."""
+    stuck = (
+        select(Photo.id)
+        .where(
+            Photo.status.in_([PhotoStatus.pending, PhotoStatus.processing]),
+            Photo.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s),
+            Photo.owner_id.is_not(None),
         )
-    ).scalars()
-    return [key for key in rows if key not in listed]
-
-
-def stuck_photo_ids(session: Session, *, older_than: timedelta, limit: int = 1000) -> list[uuid.UUID]:
-    """Photos left pending or processing for too long (their task was lost); the sweep re-enqueues them."""
-    cutoff = datetime.now().astimezone() - older_than
-    return list(
-        session.execute(
-            select(Photo.id)
-            .where(
-                Photo.status.in_([PhotoStatus.pending, PhotoStatus.processing]),
-                Photo.updated_at < cutoff,
-                Photo.owner_id.is_not(None),
-            )
-            .order_by(Photo.updated_at)
-            .limit(limit)
-        ).scalars()
+        .order_by(Photo.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-
-
-def photos_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all()
-    return {status.value: count for status, count in rows}
+    claimed = session.execute(
+        update(Photo).where(Photo.id.in_(stuck.scalar_subquery())).values(updated_at=func.now()).returning(Photo.id)
+    )
+    return list(claimed.scalars())

@@ -187,6 +187,15 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 300.0
     # The sweep re-enqueues photos left pending/processing longer than this (their task was lost).
     stuck_after_s: float = 600.0
+    # Reprocess jobs: the feeder tops the recognize queue up to this many waiting messages (~1.4 KB of Redis each),
+    # every reprocess_feed_interval_s (Celery beat).
+    reprocess_queue_bound: int = 5000
+    reprocess_feed_interval_s: float = 10.0
+    # The sweep pages the bucket listing and the photo rows this many keys at a time (bounded memory).
+    sweep_page_size: int = 1000
+    # A sweep that would mark more than this share of the bucket's live photos deleted deletes none (logged):
+    # an empty or truncated listing (wrong bucket, storage hiccup) must not wipe albums.
+    sweep_max_delete_share: float = 0.10
     # Redis hands an unacknowledged task to another worker after this: it must exceed the longest task and the
     # longest retry countdown (a worker holds a task that waits for its ETA unacknowledged).
     broker_visibility_timeout_s: float = 4 * 3600.0

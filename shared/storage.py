@@ -179,10 +179,13 @@ def put_file(
     return (result.etag or "").strip('"')
 
 
-def list_objects(client: Minio, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-    """Every object under ``prefix`` (recursive), without user metadata (a stat per object would be slow)."""
+def list_objects(
+    client: Minio, bucket: str, prefix: str = "", *, start_after: str | None = None
+) -> Iterator[ObjectInfo]:
+    """Every object under ``prefix`` (recursive) in key order (UTF-8 bytes), after ``start_after`` if given;
+    without user metadata (a stat per object would be slow)."""
     try:
-        for obj in client.list_objects(bucket, prefix=prefix or None, recursive=True):
+        for obj in client.list_objects(bucket, prefix=prefix or None, recursive=True, start_after=start_after):
             if obj.is_dir:
                 continue
             yield ObjectInfo(

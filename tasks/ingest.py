@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from celery import shared_task
 from celery.signals import worker_process_init
-from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from shared import photos
 from shared.errors import TransientError
 from shared.events import CREATED, ObjectEvent
 from shared.failures import record_failure
-from shared.storage import ObjectMissing, list_objects, stat_object
+from shared.ops import sweep
+from shared.storage import ObjectInfo, ObjectMissing, list_objects, stat_object
 from tasks.context import context
 from tasks.priorities import REPROCESS_PRIORITY
 
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (TransientError, OperationalError)
-RECONCILE_PAGE = 500
+SWEEP_SOURCE = "landmarks:reconcile"
 
 
 @worker_process_init.connect
@@ -50,15 +51,22 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
         # The filer stream carries every bucket (gallery photos, model bundles): only uploads are photos.
         return {"action": "ignored", "reason": "not the photos bucket"}
     if event.is_removed:
+        if object_exists(ctx.minio, event.bucket, event.key):
+            # A replayed delete, or one overtaken by a re-upload: the object is there, so the photo stays.
+            log.info("object_removed_but_present", bucket=event.bucket, key=event.key)
+            return {"action": "ignored", "reason": "object exists"}
         with ctx.session() as session:
-            result = photos.record_removed(session, bucket=event.bucket, key=event.key)
+            result = photos.record_removed(session, bucket=event.bucket, key=event.key, sequencer=event.sequencer)
         log.info("object_removed", bucket=event.bucket, key=event.key, action=result.action)
         return {"action": result.action}
     # The object itself decides owner and content, never the event body: a forged or stale event's metadata and
-    # etag would otherwise file someone else's photo (the webhook is reachable by whoever holds its token).
+    # etag would otherwise file someone else's photo (the webhook is reachable by whoever holds its token). A sweep
+    # event's object may also have been deleted since it was listed: its row must stay deleted.
     try:
         info = stat_object(ctx.minio, event.bucket, event.key)
     except ObjectMissing as exc:
+        if event.source == SWEEP_SOURCE:
+            return {"action": "ignored", "reason": "object gone since the sweep listed it"}
         with ctx.session() as session:
             record_failure(
                 session,
@@ -82,6 +90,7 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
             owner=ownership.owner,
             task_name=self.name,
             ownership=ownership,
+            sequencer=event.sequencer,
         )
     if result.action == "recognize":
         recognize_photo.delay(str(result.photo_id))  # after the commit that created the row
@@ -95,48 +104,48 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
     return {"action": result.action, "photo_id": str(result.photo_id) if result.photo_id else None}
 
 
-def reconcile_bucket(bucket: str) -> dict[str, int]:
-    """List the bucket: enqueue objects without a photo row, mark rows without an object deleted (a lost delete
-    event), and re-enqueue photos whose task was lost."""
+def object_exists(client: Any, bucket: str, key: str) -> bool:
+    try:
+        stat_object(client, bucket, key)
+    except ObjectMissing:
+        return False
+    return True
+
+
+def reconcile_bucket(bucket: str) -> dict[str, Any]:
+    """The sweep (shared.ops.sweep): objects without a row get a created event carrying the listed eTag and size,
+    deleted rows whose object is listed come back, lost deletes are applied once a stat confirms them (within
+    sweep_max_delete_share), and photos whose task was lost are re-enqueued behind fresh uploads."""
     from tasks.recognition import recognize_photo
 
     ctx = context()
-    enqueued = listed = 0
-    page: list[str] = []
-    seen: set[str] = set()
-    with ctx.session() as session:
-        started = session.execute(select(func.now())).scalar_one()  # the database's clock, like created_at
+    settings = ctx.settings
 
-    def flush() -> int:
-        with ctx.session() as session:
-            missing = photos.keys_without_rows(session, bucket, page)
-        for key in missing:
-            event = ObjectEvent(CREATED, bucket, key, 0, "", None, {}, datetime.now(UTC), "landmarks:reconcile")
-            object_event.delay(event.to_record())
-        page.clear()
-        return len(missing)
+    def send_created(info: ObjectInfo) -> None:
+        event = ObjectEvent(CREATED, bucket, info.key, info.size, info.etag, None, {}, datetime.now(UTC), SWEEP_SOURCE)
+        object_event.delay(event.to_record())
 
-    for info in list_objects(ctx.minio, bucket):
-        listed += 1
-        page.append(info.key)
-        seen.add(info.key)
-        if len(page) >= RECONCILE_PAGE:
-            enqueued += flush()
-    enqueued += flush()
-    with ctx.session() as session:
-        gone = photos.keys_missing_from_listing(session, bucket, seen, listed_since=started)
-        for key in gone:  # their delete event was lost: same outcome as the event
-            photos.record_removed(session, bucket=bucket, key=key)
-    with ctx.session() as session:
-        stuck = photos.stuck_photo_ids(session, older_than=timedelta(seconds=ctx.settings.stuck_after_s))
-    for photo_id in stuck:
-        # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
-        recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)
-    log.info("reconciled", bucket=bucket, listed=listed, enqueued=enqueued, removed=len(gone), requeued=len(stuck))
-    return {"listed": listed, "enqueued": enqueued, "removed": len(gone), "requeued": len(stuck)}
+    def requeue(photo_ids: Sequence[Any]) -> None:
+        for photo_id in photo_ids:
+            # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
+            recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)
+
+    report = sweep.sweep_bucket(
+        ctx.session_factory,
+        bucket,
+        list_after=lambda after: list_objects(ctx.minio, bucket, start_after=after),
+        exists=lambda key: object_exists(ctx.minio, bucket, key),
+        send_created=send_created,
+        requeue=requeue,
+        page_size=settings.sweep_page_size,
+        max_delete_share=settings.sweep_max_delete_share,
+        stuck_after_s=settings.stuck_after_s,
+    )
+    log.info("reconciled", bucket=bucket, **report.summary())
+    return report.summary()
 
 
 @shared_task(name="ingest.reconcile", acks_late=True, autoretry_for=RETRYABLE, retry_backoff=True, max_retries=5)
-def reconcile(bucket: str | None = None) -> dict[str, int]:
+def reconcile(bucket: str | None = None) -> dict[str, Any]:
     """The sweep that makes a lost event never mean a lost photo (Celery beat runs it every few minutes)."""
     return reconcile_bucket(bucket or context().settings.s3.photos_bucket)

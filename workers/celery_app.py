@@ -33,7 +33,14 @@ TASK_ROUTES = {
 # then cancels what still runs; acks late + reject on worker lost return those messages to Redis.
 SOFT_SHUTDOWN_TIMEOUT_S = 30.0
 
-TASK_MODULES = ["tasks.ingest", "tasks.recognition", "tasks.albums", "tasks.cleaning", "tasks.training"]
+TASK_MODULES = [
+    "tasks.ingest",
+    "tasks.reprocess",
+    "tasks.recognition",
+    "tasks.albums",
+    "tasks.cleaning",
+    "tasks.training",
+]
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -77,6 +84,7 @@ def make_celery(settings: Settings) -> Celery:
         landmarks_log_json=settings.log_json,
         beat_schedule={
             "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
+            "feed-reprocess-jobs": {"task": "ingest.feed_reprocess", "schedule": settings.reprocess_feed_interval_s},
             # Mined candidates only count once cleaning accepted them: judge them daily.
             **(
                 {"clean-gallery": {"task": "cleaning.clean_gallery", "schedule": 24 * 3600.0}}

@@ -168,11 +168,12 @@ def closing_lines(settings: Settings, users: list[str], uploads: Sequence[demo_d
 
 
 def _reprocess_stale(users: list[str], timeout: float) -> int:
-    """Photos of these users processed by an older model are recognised again (a re-run after --rebuild)."""
+    """Photos of these users processed by an older model are recognised again (a re-run after --rebuild): a job
+    per user, fed at once (the demo does not wait for beat), then followed until each is done or failed again."""
     import time
     from functools import partial
 
-    from shared.ops.reprocess import progress, reprocess
+    from shared.ops import jobs
     from shared.ops.selectors import PhotoSelector
     from tasks.priorities import LIVE_PRIORITY
     from workers.celery_app import app as celery_app
@@ -180,14 +181,17 @@ def _reprocess_stale(users: list[str], timeout: float) -> int:
     from workers.runtime import db_session, session_factory
 
     total = 0
+    enqueue = partial(send_recognitions, celery_app, priority=LIVE_PRIORITY)
     for user in users:
-        enqueue = partial(send_recognitions, celery_app, priority=LIVE_PRIORITY)
-        result = reprocess(session_factory(), PhotoSelector(user=user, stale=True), enqueue)
+        selector = PhotoSelector(user=user, stale=True)
+        with db_session() as session:
+            job = jobs.create_job(session, selector, priority=LIVE_PRIORITY, created_by="landmarks demo")
+        jobs.feed_job(session_factory(), job.id, depth=lambda: 0, enqueue=enqueue, bound=10**6)
         deadline = time.monotonic() + timeout
-        while result.photo_ids and time.monotonic() < deadline:
+        while job.total and time.monotonic() < deadline:
             with db_session() as session:
-                if progress(session, result.photo_ids, result.marker).complete:
+                if jobs.processed_since(session, job) >= job.total:
                     break
             time.sleep(0.3)
-        total += result.selected
+        total += job.total or 0
     return total

@@ -288,7 +288,12 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 
 @model_app.command("activate")
-def model_activate(version: str) -> None:
+def model_activate(
+    version: str,
+    reprocess: Annotated[
+        bool, typer.Option("--reprocess", help="Start a job that recognises every photo again with it (--stale).")
+    ] = False,
+) -> None:
     """Make VERSION the active model; workers switch to it before their next photo, without a restart."""
     from shared import registry
     from workers.runtime import db_session
@@ -300,6 +305,12 @@ def model_activate(version: str) -> None:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"active model: [bold]{row.version}[/]")
+    if reprocess:
+        from shared.ops.selectors import PhotoSelector
+        from workers.cli_ops import start_job
+
+        job = start_job(PhotoSelector(stale=True))
+        console.print(f"reprocess job {job.id}: {job.total} photos not yet recognised by {row.version}")
 
 
 @model_app.command("rollback")

@@ -6,12 +6,13 @@ Reprocessing goes onto the recognize queue at ``REPROCESS_PRIORITY`` (served aft
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 import time
 import uuid
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,7 +24,8 @@ from shared.db.enums import PhotoStatus
 from workers.cli_tables import print_table
 
 if TYPE_CHECKING:
-    from shared.ops.reprocess import ReprocessResult
+    from shared.db.models import ReprocessJob
+    from shared.ops.selectors import PhotoSelector
 
 # SQLAlchemy, Redis and Celery load inside the commands (with _errors()): `landmarks --help` does not pay for them.
 console = Console()
@@ -31,11 +33,14 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT
 
 failures_app = typer.Typer(no_args_is_help=True, help="Permanent task failures: list, inspect, retry.")
 metrics_app = typer.Typer(no_args_is_help=True, help="Prometheus metrics of the workers.")
+reprocess_app = typer.Typer(help="Reprocess jobs: create (selectors), list, pause, resume, cancel.")
+FEED_TASK = "ingest.feed_reprocess"
 
 
 def register(app: typer.Typer) -> None:
     """Attach `reprocess`, `status`, `failures ...` and `metrics serve` to the top-level app."""
-    app.command("reprocess")(reprocess_command)
+    reprocess_app.callback(invoke_without_command=True)(reprocess_command)
+    app.add_typer(reprocess_app, name="reprocess")
     app.command("status")(status_command)
     app.add_typer(failures_app, name="failures")
     app.add_typer(metrics_app, name="metrics")
@@ -99,17 +104,60 @@ def _dumps(payload: Any) -> str:
     return json.dumps(payload, indent=2, default=_json_default)
 
 
-def _nothing(photo_ids: Any) -> None:
-    """The enqueue of a dry run (which never calls it)."""
-
-
 def _celery():
     from workers.celery_app import app  # Celery loads only for the commands that talk to the broker
 
     return app
 
 
+def selector_from_options(
+    user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: PhotoStatus | None = None,
+    model_older_than: str | None = None,
+    stale: bool = False,
+    landmark: str | None = None,
+    all_photos: bool = False,
+) -> PhotoSelector:
+    from shared.ops.selectors import PhotoSelector
+
+    return PhotoSelector(
+        user=user,
+        since=_utc(since),
+        until=_utc(until),
+        status=status,
+        model_older_than=model_older_than,
+        stale=stale,
+        landmark=landmark,
+        all=all_photos,
+    )
+
+
+def _operator() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return socket.gethostname()
+
+
+def start_job(selector: PhotoSelector) -> ReprocessJob:
+    """Create the job row, then nudge the feeder (beat starts it within seconds anyway)."""
+    from shared.ops import jobs as job_ops
+    from workers.celery_app import REPROCESS_PRIORITY
+    from workers.runtime import db_session
+
+    with db_session() as session:
+        job = job_ops.create_job(session, selector, priority=REPROCESS_PRIORITY, created_by=_operator())
+    try:
+        _celery().send_task(FEED_TASK)
+    except _broker_errors() as exc:
+        typer.echo(f"warning: could not nudge the feeder ({exc}); Celery beat starts job {job.id}", err=True)
+    return job
+
+
 def reprocess_command(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Photos of this user.")] = None,
     since: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Created at or after (UTC).")] = None,
     until: Annotated[datetime | None, typer.Option(formats=DATE_FORMATS, help="Created before (UTC).")] = None,
@@ -123,76 +171,142 @@ def reprocess_command(
     ] = None,
     all_photos: Annotated[bool, typer.Option("--all", help="Every photo (deleted ones never).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be enqueued.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Show progress until every photo is processed again.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until every photo is processed again.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 3600.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Photos per transaction and enqueue round.")] = 500,
 ) -> None:
-    """Recognise selected photos again, behind fresh uploads (selectors combine; at least one is required)."""
-    from shared.ops import reprocess as reprocess_ops
-    from shared.ops.selectors import PhotoSelector, SelectorError
-    from workers.celery_app import REPROCESS_PRIORITY
-    from workers.fleet import send_recognitions
-    from workers.runtime import session_factory
+    """Recognise selected photos again, behind fresh uploads, as a job (selectors combine; one is required).
 
-    selector = PhotoSelector(
-        user=user,
-        since=_utc(since),
-        until=_utc(until),
-        status=status,
-        model_older_than=model_older_than,
-        stale=stale,
-        landmark=landmark,
-        all=all_photos,
-    )
+    The command creates the job and returns; a feeder tops the recognize queue up from it (reprocess_queue_bound).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from shared.ops import jobs as job_ops
+    from shared.ops.selectors import SelectorError
+    from workers.runtime import db_session
+
+    selector = selector_from_options(user, since, until, status, model_older_than, stale, landmark, all_photos)
     if selector.is_empty():
         raise _fail("refusing to reprocess without a selector: pass --user/--since/--until/--status/"
                     "--model-older-than/--stale/--landmark, or --all", code=2)  # fmt: skip
-    enqueue = partial(send_recognitions, _celery(), priority=REPROCESS_PRIORITY) if not dry_run else None
     try:
-        result = reprocess_ops.reprocess(
-            session_factory(), selector, enqueue or _nothing, batch_size=batch_size, dry_run=dry_run
-        )
+        if dry_run:
+            with db_session() as session:
+                count = job_ops.count_selection(session, selector)
+            typer.echo(f"would enqueue {count} photos (dry run, nothing changed)")
+            return
+        job = start_job(selector)
     except SelectorError as exc:
         raise _fail(f"error: {exc}", code=2) from exc
     except _database_errors() as exc:
         raise _database_error(exc) from exc
-    except _broker_errors() as exc:
-        raise _broker_error(exc) from exc
-    if dry_run:
-        typer.echo(f"would enqueue {result.selected} photos (dry run, nothing changed)")
-        return
     typer.echo(
-        f"enqueued {result.enqueued} photos on the recognize queue at priority {REPROCESS_PRIORITY} "
-        f"({result.reset} failed photos reset to pending)"
+        f"reprocess job {job.id}: {job.total} photos, fed onto the recognize queue at priority {job.priority} "
+        "(`landmarks reprocess list | pause | resume | cancel`)"
     )
-    if wait and result.photo_ids:
-        _wait_for(result, timeout)
+    if wait and job.total:
+        _wait_for(job.id, timeout)
 
 
-def _wait_for(result: ReprocessResult, timeout: float) -> None:
-    from shared.ops import reprocess as reprocess_ops
+def _wait_for(job_id: int, timeout: float) -> None:
+    from shared.db.models import JobState
+    from shared.ops import jobs as job_ops
     from workers.runtime import db_session
 
     deadline = time.monotonic() + timeout
     columns = [TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                TimeElapsedColumn()]  # fmt: skip
     with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("reprocess", total=result.selected, detail="")
+        task = bar.add_task("reprocess", total=None, detail="")
         while True:
             with db_session() as session:
-                state = reprocess_ops.progress(session, result.photo_ids, result.marker)
-            detail = f"done {state.done}  failed {state.failed}  deleted {state.deleted}"
-            bar.update(task, completed=state.finished, detail=detail)
-            if state.complete:
+                job = job_ops.get_job(session, job_id)
+                processed = job_ops.processed_since(session, job)
+            detail = f"{job.state.value}, sent {job.enqueued}"
+            bar.update(task, total=job.total, completed=processed, detail=detail)
+            if job.state == JobState.cancelled or (job.state == JobState.finished and processed >= (job.total or 0)):
                 break
             if time.monotonic() > deadline:
-                raise _fail(f"timed out: {state.finished} of {state.total} photos processed again")
-            time.sleep(1.0)
-    typer.echo(f"processed again: {state.done} done, {state.failed} failed, {state.deleted} deleted")
+                raise _fail(f"timed out: about {processed} of {job.total} photos processed again (job {job_id})")
+            time.sleep(2.0)
+    typer.echo(f"job {job_id} {job.state.value}: about {processed} of {job.total} photos processed again")
+
+
+@reprocess_app.command("list")
+def reprocess_list(
+    live: Annotated[bool, typer.Option("--live", help="Only running and paused jobs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Reprocess jobs, newest first: selection, state, photos sent of the total, who started them and when."""
+    from shared.ops import jobs as job_ops
+    from workers.runtime import db_session
+
+    try:
+        with db_session() as session:
+            rows = [job_summary(job) for job in job_ops.list_jobs(session, live_only=live)]
+    except _database_errors() as exc:
+        raise _database_error(exc) from exc
+    if as_json:
+        typer.echo(_dumps(rows))
+        return
+    table = Table()
+    for column in ("Job", "State", "Sent", "Of", "Selector", "By", "Created"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["id"]), r["state"], str(r["enqueued"]), str(r["total"]), json.dumps(r["selector"]),
+                      r["created_by"] or "-", f"{r['created_at']:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+    console.print(table if rows else "no reprocess jobs")
+
+
+def job_summary(job: ReprocessJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "enqueued": job.enqueued,
+        "total": job.total,
+        "reset": job.reset,
+        "selector": job.selector,
+        "created_by": job.created_by,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _change(job_id: int, action: str) -> None:
+    from shared.ops import jobs as job_ops
+    from workers.runtime import db_session
+
+    try:
+        with db_session() as session:
+            job = job_ops.change_state(session, job_id, action)
+            state = job.state.value
+    except (job_ops.JobNotFound, job_ops.JobStateError) as exc:
+        raise _fail(f"error: {exc}") from exc
+    except _database_errors() as exc:
+        raise _database_error(exc) from exc
+    typer.echo(f"job {job_id}: {state}")
+
+
+@reprocess_app.command("pause")
+def reprocess_pause(job_id: Annotated[int, typer.Argument(help="Job id (from `reprocess list`).")]) -> None:
+    """Stop feeding the job (messages already queued still run); `resume` continues after its cursor."""
+    _change(job_id, "pause")
+
+
+@reprocess_app.command("resume")
+def reprocess_resume(job_id: Annotated[int, typer.Argument(help="Job id (from `reprocess list`).")]) -> None:
+    """Feed a paused job again from where it stopped."""
+    _change(job_id, "resume")
+
+
+@reprocess_app.command("cancel")
+def reprocess_cancel(job_id: Annotated[int, typer.Argument(help="Job id (from `reprocess list`).")]) -> None:
+    """Stop the job for good (messages already queued still run)."""
+    _change(job_id, "cancel")
 
 
 def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
     """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly)."""
+    from shared.ops import jobs as job_ops
     from shared.ops.redact import redact_url
     from shared.ops.status import database_status
     from shared.settings import get_settings
@@ -202,6 +316,7 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
 
     with db_session() as session:
         db = database_status(session)
+        reprocess = [job_summary(job) for job in job_ops.list_jobs(session, live_only=True)]
     app = _celery()
     broker_url = get_settings().broker_url
     broker: dict[str, Any] = {"url": redact_url(broker_url), "reachable": True, "error": None}
@@ -225,6 +340,8 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
         "queues": queues,
         "unacked": unacked,
         "photos": db.photos,
+        "photos_approximate": db.photos_approximate,
+        "reprocess_jobs": reprocess,
         "failures": {"last_hour": db.failures_last_hour, "open": db.open_failures},
         "model": db.model,
         "bridge": db.bridge,
@@ -263,7 +380,11 @@ def _print_status(payload: dict[str, Any]) -> None:
     print_table(console, table)
     if payload["unacked"] is not None:
         console.print(f"in flight (delivered, not acknowledged): {payload['unacked']}")
-    console.print("photos: " + "  ".join(f"{k} {v}" for k, v in payload["photos"].items()))
+    about = "about " if payload["photos_approximate"] else ""
+    console.print("photos: " + "  ".join(f"{k} {about}{v}" for k, v in payload["photos"].items()))
+    for job in payload["reprocess_jobs"]:
+        console.print(f"reprocess job {job['id']} {job['state']}: sent {job['enqueued']} of {job['total']} "
+                      f"({json.dumps(job['selector'])})")  # fmt: skip
     console.print(f"failures: {payload['failures']['last_hour']} in the last hour, {payload['failures']['open']} open")
     model = payload["model"]
     if model is None:

@@ -151,6 +151,14 @@ class Photo(Base):
     __table_args__ = (
         UniqueConstraint("bucket", "key"),
         Index("ix_photos_owner_status", "owner_id", "status"),
+        # Reprocess jobs walk a selection in (created_at, id) order, one keyset page at a time.
+        Index("ix_photos_created_at_id", "created_at", "id"),
+        # The sweep finds photos whose task was lost: only unfinished rows, oldest update first.
+        Index(
+            "ix_photos_unfinished_updated_at",
+            "updated_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -178,6 +186,9 @@ class Photo(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The storage's order of the last event applied to this key (S3 sequencer, SeaweedFS ts_ns), normalised by
+    # shared.photos.event_order: an older event arriving late never undoes a newer one.
+    event_seq: Mapped[str | None] = mapped_column(String(64))
 
     owner: Mapped[User | None] = relationship()
     model_version: Mapped[ModelVersion | None] = relationship()
@@ -237,6 +248,9 @@ class AlbumPhoto(Base):
     score: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="auto")
     added_at: Mapped[datetime] = _now()
+
+    # An album page is newest first with a keyset cursor (workers.api.queries.album_page): one index range.
+    __table_args__ = (Index("ix_album_photos_album_added", "album_id", "added_at", "photo_id"),)
 
 
 class PhotoCorrection(Base):
@@ -340,3 +354,51 @@ class TrainingJob(Base):
     created_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The sweep merges the bucket listing (byte order) with the photo rows: the same order, from an index.
+Index("ix_photos_bucket_key_c", Photo.bucket, Photo.key.collate("C"))
+
+
+class JobState(enum.StrEnum):
+    running = "running"
+    paused = "paused"
+    cancelled = "cancelled"
+    finished = "finished"  # every selected photo was enqueued
+
+
+class ReprocessJob(Base):
+    """A persisted reprocessing request: its selection, where the feeder stands in it, and what it sent."""
+
+    __tablename__ = "reprocess_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    selector: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False)
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), nullable=False, index=True)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Database time at creation: photos created later are live uploads, not part of the job.
+    marker: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    total: Mapped[int | None] = mapped_column(BigInteger)  # the selection's size when the job was created
+    cursor_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cursor_id: Mapped[uuid.UUID | None] = mapped_column()
+    enqueued: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    reset: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SweepCursor(Base):
+    """Where a running (or killed) sweep of a bucket stands: the next one resumes after ``after_key``."""
+
+    __tablename__ = "sweep_cursors"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    after_key: Mapped[str] = mapped_column(Text, nullable=False)
+    listed_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )

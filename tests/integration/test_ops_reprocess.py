@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import photos
 from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoStatus
-from shared.ops.reprocess import progress, reprocess
+from shared.ops import jobs
 from shared.ops.selectors import PhotoSelector, SelectorError, select_photo_ids
 from shared.pipeline import apply_recognition
 from shared.settings import Settings
@@ -167,25 +167,29 @@ def test_stale_needs_an_active_model(db_session: Session, world) -> None:
         select_photo_ids(db_session, PhotoSelector(stale=True))
 
 
-def test_reprocess_enqueues_exactly_the_selection_behind_live_uploads(
+def test_a_job_enqueues_exactly_the_selection_behind_live_uploads(
     session_factory: sessionmaker[Session], db_session: Session, world, celery_app: Celery, broker: redis.Redis
 ) -> None:
     live = uuid.uuid4()
     celery_app.send_task(RECOGNIZE_TASK, args=[str(live)])  # a fresh upload: the default priority
     enqueue = partial(send_recognitions, celery_app, priority=REPROCESS_PRIORITY)
+    job = jobs.create_job(db_session, PhotoSelector(user="ops-alice"), priority=REPROCESS_PRIORITY, created_by="t")
+    db_session.commit()
 
-    result = reprocess(session_factory, PhotoSelector(user="ops-alice"), enqueue, batch_size=2)
+    depth = lambda: queue_depths(celery_app, ["recognize"])[0].total  # noqa: E731
+    result = jobs.feed_job(session_factory, job.id, depth=depth, enqueue=enqueue, bound=100, page_size=2)
 
-    assert result.selected == result.enqueued == 3 and result.reset == 1
+    assert (result.outcome, result.sent) == ("finished", 3)
+    db_session.expire_all()
+    assert (job.total, job.enqueued, job.reset) == (3, 3, 1)
     assert enqueued(broker, "recognize", REPROCESS_PRIORITY) == [str(world[k]) for k in ("a1", "a2", "a3")]
     assert enqueued(broker, "recognize", LIVE_PRIORITY) == [str(live)]
-    db_session.expire_all()
     assert db_session.get(Photo, world["a3"]).status == PhotoStatus.pending  # claim_photo skips failed photos
     assert db_session.get(Photo, world["a3"]).error is None
     assert db_session.get(Photo, world["a1"]).status == PhotoStatus.done  # stays in its album until redone
-    depth = {d.name: d for d in queue_depths(celery_app, ["recognize", "ingest"])}
-    assert depth["recognize"].total == 4 and depth["recognize"].by_priority == {0: 1, 3: 0, 6: 0, 9: 3}
-    assert depth["ingest"].total == 0
+    depth_now = {d.name: d for d in queue_depths(celery_app, ["recognize", "ingest"])}
+    assert depth_now["recognize"].total == 4 and depth_now["recognize"].by_priority == {0: 1, 3: 0, 6: 0, 9: 3}
+    assert depth_now["ingest"].total == 0
 
     # A worker's BRPOP order: the live upload first, then the backlog in the order it was selected.
     with celery_app.connection_for_read() as connection:
@@ -196,20 +200,7 @@ def test_reprocess_enqueues_exactly_the_selection_behind_live_uploads(
     assert served == [str(live)] + [str(world[k]) for k in ("a1", "a2", "a3")]
 
 
-def test_dry_run_changes_nothing(
-    session_factory: sessionmaker[Session], db_session: Session, world, celery_app: Celery, broker: redis.Redis
-) -> None:
-    sent: list = []
-    result = reprocess(session_factory, PhotoSelector(status=PhotoStatus.failed), sent.extend, dry_run=True)
-    assert world["a3"] in result.photo_ids and result.enqueued == 0 and sent == []
-    assert db_session.get(Photo, world["a3"]).status == PhotoStatus.failed
+def test_dry_run_count_changes_nothing(db_session: Session, world, broker: redis.Redis) -> None:
+    count = jobs.count_selection(db_session, PhotoSelector(status=PhotoStatus.failed))
+    assert count >= 1 and db_session.get(Photo, world["a3"]).status == PhotoStatus.failed
     assert broker.dbsize() == 0
-
-
-def test_progress_counts_photos_finished_after_the_marker(db_session: Session, world) -> None:
-    ids = [world[k] for k in ("a1", "a2", "a3", "b2")]
-    marker = at("2000-01-01")  # everything in this test's transaction happened after it
-    state = progress(db_session, ids, marker)
-    assert (state.total, state.done, state.failed, state.deleted) == (4, 2, 1, 0)  # b2 is still pending
-    assert not state.complete
-    assert progress(db_session, ids, at("2999-01-01")).finished == 0

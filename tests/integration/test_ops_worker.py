@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,11 @@ from shared.db.models import (
     PhotoStatus,
 )
 from shared.failures import record_failure
+from shared.ops import jobs
 from shared.settings import Settings
 from workers.celery_app import QUEUES, REPROCESS_PRIORITY, make_celery
 from workers.devstack.testing import flushed_redis
+from workers.fleet import send_recognitions
 from workers.metrics import collect, metrics_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -262,7 +266,8 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert run.returncode == 0, run.stderr
     status = json.loads(run.stdout)
 
-    assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "failures", "model", "bridge"}
+    assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "photos_approximate",
+                           "reprocess_jobs", "failures", "model", "bridge"}  # fmt: skip
     assert status["broker"] == {"url": BROKER, "reachable": True, "error": None}
     assert status["workers"] == {"ingest": [], "recognize": [], "albums": [NODE], "cleaning": [], "training": []}
     assert list(status["queues"]) == list(QUEUES)
@@ -271,6 +276,7 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert all(status["queues"][q]["depth"] == 0 for q in ("albums", "cleaning", "training"))
     assert status["unacked"] == 0
     assert status["photos"] == {"pending": 2, "processing": 0, "done": 0, "failed": 1, "deleted": 1}
+    assert status["photos_approximate"] is False and status["reprocess_jobs"] == []  # a small table: exact
     assert status["failures"] == {"last_hour": 1, "open": 1}
     model = status["model"]
     assert model["version"] == "w-active" and model["backbone"] == "efficientnet_lite2" and model["id"] > 0
@@ -296,7 +302,7 @@ def test_status_names_an_unreachable_broker_and_still_reports_the_database(env, 
     assert status["photos"]["pending"] == 0 and status["model"]["version"] == "w-active"
 
 
-def test_reprocess_cli_dry_run_then_enqueue(database, env, broker) -> None:
+def test_reprocess_cli_dry_run_then_a_job(database, env, broker, celery_app: Celery) -> None:
     _, factory = database
     done = new_photo(factory, "users/walice/done.jpg")
     failed = new_photo(factory, "users/walice/failed.jpg")
@@ -319,6 +325,33 @@ def test_reprocess_cli_dry_run_then_enqueue(database, env, broker) -> None:
 
     real = cli("--user", "walice", "--since", "2000-01-01")
     assert real.returncode == 0, real.stderr
-    assert "enqueued 2 photos on the recognize queue at priority 9 (1 failed photos reset to pending)" in real.stdout
+    job_id = int(re.search(r"reprocess job (\d+): 2 photos", real.stdout)[1])
+    # The command only made the job and nudged the feeder (no ingest worker consumes it here): nothing to recognise
+    # is queued until the feeder runs, as the beat-driven task does.
+    assert broker.llen("ingest") == 1 and broker.llen("recognize\x06\x169") == 0
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [(j["id"], j["state"], j["total"], j["enqueued"]) for j in listed] == [(job_id, "running", 2, 0)]
+
+    assert cli("pause", str(job_id)).stdout.strip() == f"job {job_id}: paused"
+    send = partial(send_recognitions, celery_app, priority=REPROCESS_PRIORITY)
+    feed = partial(jobs.feed_all, factory, depth=lambda: 0, enqueue_for=lambda _priority: send, bound=100)
+    assert feed() == []  # a paused job is not fed
+    assert cli("resume", str(job_id)).returncode == 0
+    [fed] = feed()
+    assert (fed.job_id, fed.outcome, fed.sent) == (job_id, "finished", 2)
     assert broker.llen("recognize\x06\x169") == 2 and broker.llen("recognize") == 0
     assert status_of(factory, failed) == PhotoStatus.pending and status_of(factory, done) == PhotoStatus.done
+    late = cli("cancel", str(job_id))
+    assert late.returncode == 1 and "finished: cannot cancel" in late.stderr
+
+
+def test_model_activate_with_reprocess_starts_a_stale_job(database, env, broker) -> None:
+    _, factory = database
+    new_photo(factory, "users/walice/never-recognised.jpg")  # no model version yet: stale for any active one
+    run = subprocess.run([sys.executable, "-m", "workers.cli", "model", "activate", "w-active", "--reprocess"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"reprocess job \d+: 1 photos not yet recognised by w-active", run.stdout)
+    with factory() as session:
+        [job] = jobs.list_jobs(session)
+        assert (job.selector, job.total, job.state.value, job.enqueued) == ({"stale": True}, 1, "running", 0)

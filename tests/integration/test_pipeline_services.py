@@ -150,27 +150,6 @@ def test_object_without_owner_is_recorded_failed_once(db_session: Session, world
     assert len(failures) == 1 and failures[0].attempts == 2
 
 
-def test_keys_without_rows(db_session: Session, world) -> None:
-    _created(db_session, "users/alice/known.jpg")
-    missing = photos.keys_without_rows(db_session, "photos", ["users/alice/known.jpg", "users/alice/new.jpg"])
-    assert missing == ["users/alice/new.jpg"]
-
-
-def test_rows_whose_object_vanished_are_found_but_not_newer_rows(db_session: Session, world) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    _created(db_session, "users/alice/kept.jpg")
-    _created(db_session, "users/alice/gone.jpg")
-    later = datetime.now(UTC) + timedelta(seconds=5)
-    earlier = datetime.now(UTC) - timedelta(days=1)
-    listed = {"users/alice/kept.jpg"}
-    assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=later) == [
-        "users/alice/gone.jpg"
-    ]
-    # A row created after the listing began may belong to an upload the listing could not see yet.
-    assert photos.keys_missing_from_listing(db_session, "photos", listed, listed_since=earlier) == []
-
-
 def test_late_failure_of_replaced_content_leaves_the_new_version_pending(db_session: Session, world) -> None:
     from shared.failures import record_failure_if_current
 

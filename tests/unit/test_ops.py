@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from shared.db.models import PhotoStatus
 from shared.ops.failures import traceback_summary
-from shared.ops.reprocess import Progress, chunks
 from shared.ops.selectors import PhotoSelector, SelectorError, photo_ids_query
 from workers import cli_ops
 from workers.celery_app import LIVE_PRIORITY, PRIORITY_STEPS, QUEUES, REPROCESS_PRIORITY, app
@@ -68,13 +67,6 @@ def test_graceful_shutdown_settings() -> None:
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.worker_soft_shutdown_timeout > 0
     assert app.conf.worker_hijack_root_logger is False
-
-
-def test_chunks_and_progress() -> None:
-    assert [list(c) for c in chunks([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]  # type: ignore[list-item]
-    state = Progress(total=5, done=2, failed=1, deleted=1)
-    assert state.finished == 4 and not state.complete
-    assert Progress(total=2, done=1, failed=1, deleted=0).complete
 
 
 def test_traceback_summary_is_the_last_line() -> None:
