@@ -101,6 +101,8 @@ def test_status_prints_whole_worker_names_at_80_columns() -> None:
         "workers": {"recognize": [node]},
         "unacked": 0,
         "photos": {"done": 1},
+        "photos_approximate": False,
+        "reprocess_jobs": [],
         "failures": {"last_hour": 0, "open": 0},
         "model": None,
         "bridge": [],

@@ -94,6 +94,7 @@ def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.Mon
     monkeypatch.setattr(
         "shared.ops.status.database_status", lambda _session: SimpleNamespace(**dict.fromkeys(DB_FIELDS))
     )
+    monkeypatch.setattr("shared.ops.jobs.list_jobs", lambda _session, live_only: [])
     monkeypatch.setattr(cli_ops, "_celery", lambda: _App)
     monkeypatch.setattr(fleet, "_redis", lambda _app: _DownRedis())
     try:
@@ -110,4 +111,4 @@ def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.Mon
         assert SECRET not in text and "s3cr/t-pw" not in text, text
 
 
-DB_FIELDS = ("now", "photos", "failures_last_hour", "open_failures", "model", "bridge")
+DB_FIELDS = ("now", "photos", "photos_approximate", "failures_last_hour", "open_failures", "model", "bridge")
