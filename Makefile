@@ -52,7 +52,7 @@ test: venv debs-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 proto: venv
-	$(BIN)/python -m shared.events.proto.generate
+	$(BIN)/python -m workers.bridge.sources.proto.generate
 
 lint: venv
 	$(BIN)/ruff check .

@@ -215,7 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = 200_000 if args.quick else args.rows
     settings = get_settings()
-    from workers.devstack.testing import claim_redis_db, create_database, drop_database, release_redis_db
+    from devtools.stack.testing import claim_redis_db, create_database, drop_database, release_redis_db
 
     url = create_database(settings.database_url, prefix="landmarks_bench")
     broker = claim_redis_db()

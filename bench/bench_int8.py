@@ -112,7 +112,7 @@ def main() -> None:
             return plain(rec, **{**kwargs, "cached": False, "engine": "onnxruntime", "onnx_path": int8})
 
         factory.embedder_from_settings = int8_embedder  # type: ignore[assignment]
-        from workers.cli_recognition import eval_command
+        from workers.cli.recognition import eval_command
 
         eval_command(manifest=args.manifest, json_out=args.work / "eval_int8.json")
         report["eval"] = json.loads((args.work / "eval_int8.json").read_text())

@@ -1,6 +1,6 @@
 """Our embeddings side by side with the classical local-feature peer, and the hybrid of both, on ../shared/data.
 
-- ``ours``: ``landmarks eval``'s own functions in-process (``shared.recognition.evaluation``): gallery from the
+- ``ours``: ``landmarks eval``'s own functions in-process (``shared.evaluation.recognition``): gallery from the
   train rows, thresholds calibrated on the train non-landmarks, every test row decided. Accuracy comes from the
   evaluator's embedding cache; ms/photo from embedding the test photos again in this run (decode + network +
   decision).
@@ -45,9 +45,7 @@ from peer import Features, VoteIndex, calibrate_inliers, extract, shortlist_by_s
 from rich.console import Console
 from rich.table import Table
 
-from shared.imaging import ImageDecodeError, decode_photo
-from shared.index import l2_normalize
-from shared.recognition.evaluation import (
+from shared.evaluation.recognition import (
     EmbeddedRows,
     EvalOptions,
     EvalRow,
@@ -57,6 +55,8 @@ from shared.recognition.evaluation import (
     metrics_for,
     read_eval_manifest,
 )
+from shared.imaging import ImageDecodeError, decode_photo
+from shared.index import l2_normalize
 from shared.recognition.recognizer import Recognizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "peer.json"

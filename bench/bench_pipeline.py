@@ -1,6 +1,6 @@
 """Upload-to-album latency and sustained throughput of the real pipeline at offered loads of 1, 5 and 20 uploads/s.
 
-Starts an isolated stack (workers/devstack/testing.py: own database, Redis database, `weed mini` on free ports,
+Starts an isolated stack (devtools/stack/testing.py: own database, Redis database, `weed mini` on free ports,
 Celery workers for ingest/recognize/albums and the SeaweedFS bridge as subprocesses), builds a small demo model
 from Debian's gcompris-qt-data, then uploads the demo's upload photos with the minio client on an open-loop
 schedule. Latency = ``photos.processed_at`` (set in the transaction that writes the album rows) minus the moment
@@ -39,8 +39,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from devtools.stack import testing
 from shared.db.models import Photo, PhotoStatus
-from workers.devstack import testing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 FULL_LANDMARKS = (

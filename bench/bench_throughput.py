@@ -1,6 +1,6 @@
 """Photos/s of ONE recognize worker process draining a burst of N queued photos: batch 1 vs micro-batches.
 
-Starts an isolated stack (workers/devstack/testing.py) with one recognize pool process, builds a small demo model
+Starts an isolated stack (devtools/stack/testing.py) with one recognize pool process, builds a small demo model
 from Debian's gcompris-qt-data, then for each micro-batch size M (``LANDMARKS_RECOGNITION__MICRO_BATCH``; 1 = off):
 restarts the recognize worker with it, warms it up (model loaded), stops it consuming (Celery's
 ``cancel_consumer``), uploads N photos and waits until ingest has queued all of them, then lets it consume again
@@ -43,9 +43,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from shared.accelerator import is_cuda_device
+from devtools.stack import testing
 from shared.db.models import Photo, PhotoStatus
-from workers.devstack import testing
+from shared.model.accelerator import is_cuda_device
 
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
 FULL_LANDMARKS = ("taj_mahal", "eiffel_tower", "colosseum", "brandenburg_gate", "great_pyramid_of_giza")

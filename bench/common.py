@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.devstack import proc
+from devtools.stack import proc
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

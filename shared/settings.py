@@ -95,7 +95,7 @@ class RecognitionSettings(BaseModel):
     # gathered for at most `micro_batch_wait_ms` after the first, share ONE recognizer call (one letterboxed
     # forward pass). A GPU embeds a batch in little more than the time of one photo; a CPU's time grows with the
     # batch, so batching there only adds the wait. None = auto: 64 where the recognize device is CUDA, 1 (off)
-    # elsewhere (shared/accelerator.py).
+    # elsewhere (shared/model/accelerator.py).
     # The wait is what a photo may add to its latency at low load; at high load batches fill before it ends.
     micro_batch: int | None = Field(default=None, ge=1)
     micro_batch_wait_ms: float = Field(default=50.0, gt=0)
@@ -114,7 +114,7 @@ class RecognitionSettings(BaseModel):
 
 
 class GallerySettings(BaseModel):
-    """Gallery cleaning and mining candidates from uploads (``shared.cleaning``, ``shared.mining``)."""
+    """Gallery cleaning and mining candidates from uploads (``shared.gallery.cleaning``, ``shared.gallery.mining``)."""
 
     # Reject a photo whose mean cosine distance to its landmark's references exceeds this. Measured on
     # ../shared/data with the default backbone (efficientnet_lite2, GeM, 260 px): 0.5 keeps 94-97% of true

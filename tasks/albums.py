@@ -8,9 +8,10 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared import mining, pipeline
 from shared.errors import TransientError
-from shared.failures import record_failure_if_current
+from shared.gallery import mining
+from shared.photos import pipeline
+from shared.photos.failures import record_failure_if_current
 from tasks.context import context
 
 RETRYABLE = (TransientError, OperationalError)

@@ -11,8 +11,8 @@ from minio import Minio
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import cleaning
 from shared.errors import TransientError
+from shared.gallery import cleaning
 from shared.recognition.recognizer import EmbedsImages
 from shared.settings import RecognitionSettings, Settings
 from tasks.context import context

@@ -17,12 +17,12 @@ from minio import Minio
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import registry
-from shared.accelerator import decode_threads, micro_batch_size
 from shared.db.session import make_engine, make_session_factory, session_scope
-from shared.pipeline import PhotoRecognizer
+from shared.model.accelerator import decode_threads, micro_batch_size
+from shared.photos.pipeline import PhotoRecognizer
 from shared.settings import Settings, get_settings
 from shared.storage import make_minio
+from shared.versions import registry
 
 ACTIVE_VERSION_TTL_S = 2.0
 

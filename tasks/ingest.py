@@ -11,11 +11,11 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
-from shared import photos
 from shared.errors import TransientError
 from shared.events import CREATED, ObjectEvent
-from shared.failures import record_failure
 from shared.ops import sweep
+from shared.photos import records as photos
+from shared.photos.failures import record_failure
 from shared.storage import ObjectInfo, ObjectMissing, list_objects, stat_object
 from tasks.context import context
 from tasks.priorities import REPROCESS_PRIORITY

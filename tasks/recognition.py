@@ -51,9 +51,9 @@ from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared import pipeline
-from shared.accelerator import micro_batch_size
 from shared.errors import PermanentError, TransientError
+from shared.model.accelerator import micro_batch_size
+from shared.photos import pipeline
 from tasks.context import WorkerContext, context
 
 log = structlog.get_logger(__name__)
@@ -96,7 +96,7 @@ def ensure_prefetch(consumer: Any, size: int) -> None:
 
     Acks late keeps a batch's messages unacknowledged until it is done, and they count against the window: with
     the fleet's default (1 per process) a batch would never fill and would leave only by the timer, one photo at
-    a time. Deployments set `--prefetch-multiplier` themselves (deploy/, workers/devstack); this covers the rest.
+    a time. Deployments set `--prefetch-multiplier` themselves (deploy/, devtools/stack); this covers the rest.
     """
     window = consumer.initial_prefetch_count
     if not window:

@@ -115,7 +115,7 @@ def _record_time_limit(
         return
     import uuid
 
-    from shared.failures import record_time_limit
+    from shared.photos.failures import record_time_limit
     from tasks.context import context
 
     photo_id = photo_id_of(sender, args, kwargs)

@@ -177,7 +177,7 @@ class Photo(Base):
         _enum(PhotoStatus, "photo_status"), nullable=False, default=PhotoStatus.pending, index=True
     )
     error: Mapped[str | None] = mapped_column(Text)
-    # Recognition runs begun and never ended (the worker died); shared.pipeline fails the photo as worker_lost
+    # Recognition runs begun and never ended (the worker died); shared.photos.pipeline fails the photo as worker_lost
     # at recognition.max_deliveries instead of handing it to the next worker.
     delivery_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
@@ -187,7 +187,7 @@ class Photo(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The storage's order of the last event applied to this key (S3 sequencer, SeaweedFS ts_ns), normalised by
-    # shared.photos.event_order: an older event arriving late never undoes a newer one.
+    # shared.photos.records.event_order: an older event arriving late never undoes a newer one.
     event_seq: Mapped[str | None] = mapped_column(String(64))
 
     owner: Mapped[User | None] = relationship()
@@ -241,7 +241,7 @@ class AlbumPhoto(Base):
 
     album_id: Mapped[int] = mapped_column(ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
     # Indexed on its own: the primary key leads with album_id, but every recognition and deletion looks a
-    # photo's memberships up by photo_id (shared.albums), and the ON DELETE CASCADE from photos does too.
+    # photo's memberships up by photo_id (shared.photos.albums), and the ON DELETE CASCADE from photos does too.
     photo_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True, index=True
     )

@@ -1,7 +1,7 @@
 """The operator's view of ``task_failures``: list, show one, and plan a retry.
 
 A retry resolves nothing: the photo goes back to ``pending`` and its failure closes when a later recognition
-succeeds (``shared.failures.resolve_failures`` in ``apply_recognition``); if it fails again, the same row counts
+succeeds (``shared.photos.failures.resolve_failures`` in ``apply_recognition``); if it fails again, the same row counts
 another attempt.
 """
 

@@ -14,7 +14,7 @@ from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Album, AlbumPhoto, Landmark, ModelVersion, Photo, PhotoStatus, Recognition, User
-from shared.registry import active_version
+from shared.versions.registry import active_version
 
 
 class SelectorError(ValueError):

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.db.models import EventCursor, Photo, PhotoStatus, TaskFailure
-from shared.registry import active_version
+from shared.versions.registry import active_version
 
 NS_PER_S = 1_000_000_000
 # The bridge saves its cursor at least every 30 s while connected; three beats missed: it is not following.

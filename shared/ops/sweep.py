@@ -22,10 +22,10 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
 from shared.db.models import Photo, PhotoStatus, SweepCursor
 from shared.db.session import session_scope
 from shared.ops.locks import SWEEP_LOCK, advisory_lock, lock_key
+from shared.photos import records as photos
 from shared.storage import ObjectInfo
 
 log = structlog.get_logger(__name__)

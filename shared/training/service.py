@@ -26,12 +26,18 @@ import numpy as np
 from minio import Minio
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import registry
 from shared.db.models import ModelVersion
 from shared.db.session import session_scope
 from shared.imaging import ImageDecodeError, decode_photo
 from shared.index import l2_normalize
-from shared.model_build import (
+from shared.recognition.bundle import Bundle
+from shared.recognition.recognizer import EmbedsImages
+from shared.storage import ObjectMissing, read_object, stat_object
+from shared.training.curriculum import region_of
+from shared.training.fit import FeatureDataset, ProgressFn, TrainingProgress, train_model
+from shared.training.trainer import EpochReport, TrainConfig, TrainingData
+from shared.versions import registry
+from shared.versions.build import (
     MAX_GALLERY_OBJECT_BYTES,
     GallerySnapshot,
     bundle_from_gallery,
@@ -39,12 +45,6 @@ from shared.model_build import (
     gallery_snapshot,
     publish_bundle,
 )
-from shared.recognition.bundle import Bundle
-from shared.recognition.recognizer import EmbedsImages
-from shared.storage import ObjectMissing, read_object, stat_object
-from shared.training.curriculum import region_of
-from shared.training.pipeline import FeatureDataset, ProgressFn, TrainingProgress, train_model
-from shared.training.trainer import EpochReport, TrainConfig, TrainingData
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -27,10 +27,10 @@ from minio import Minio
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stack.registry import Registry
+from devtools.stack.testing import DemoModel, IsolatedStack
 from shared.db.models import Album, AlbumPhoto, Photo, PhotoStatus, Recognition
 from shared.settings import Settings
-from workers.devstack.registry import Registry
-from workers.devstack.testing import DemoModel, IsolatedStack
 
 # A small gallery: the faults do not depend on what is recognised, only on every photo reaching a final state.
 FAULT_LANDMARKS = ("taj_mahal", "eiffel_tower", "colosseum")
@@ -154,39 +154,39 @@ class FaultStack:
     # --- faults -----------------------------------------------------------------------------------------------
 
     def stop_postgres(self) -> None:
-        from workers.devstack import postgres
+        from devtools.stack import postgres
 
         self.engine.dispose()
         _check(postgres.down(self.infra, Registry(self.infra.state_dir)))
 
     def start_postgres(self) -> None:
-        from workers.devstack import postgres
+        from devtools.stack import postgres
 
         _check(postgres.up(self.infra, Registry(self.infra.state_dir), timeout=60))
 
     def stop_redis(self) -> None:
-        from workers.devstack import redis_server
+        from devtools.stack import redis_server
 
         _check(redis_server.down(self.infra, Registry(self.infra.state_dir)))
 
     def start_redis(self) -> None:
-        from workers.devstack import redis_server
+        from devtools.stack import redis_server
 
         _check(redis_server.up(self.infra, Registry(self.infra.state_dir), timeout=30))
 
     def stop_s3(self) -> None:
-        from workers.devstack import seaweed
+        from devtools.stack import seaweed
 
         _check(seaweed.down(self.settings, self.stack.registry))
 
     def start_s3(self) -> None:
-        from workers.devstack import seaweed
+        from devtools.stack import seaweed
 
         _check(seaweed.up(self.settings, self.stack.registry, timeout=90))
 
     def kill(self, app: str) -> list[int]:
         """SIGKILL the app's whole process group (a Celery worker with its pool): no shutdown handler runs."""
-        from workers.devstack import proc
+        from devtools.stack import proc
 
         record = self.stack.registry.read(app)
         assert record is not None and record.running(), f"{app} is not running"
@@ -203,7 +203,7 @@ class FaultStack:
     def kill_pool_child(self, app: str) -> int:
         """SIGKILL the pool process of a Celery worker (what the OOM killer picks), not the worker: the worker sees
         it lost and, with ``reject_on_worker_lost``, puts the task's message back at once. Returns its pid."""
-        from workers.devstack import proc
+        from devtools.stack import proc
 
         record = self.stack.registry.read(app)
         assert record is not None and record.running(), f"{app} is not running"
@@ -317,9 +317,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def fault_stack_session() -> Iterator[FaultStack]:
+    from devtools import demo_data
+    from devtools.stack import postgres, redis_server, testing
     from shared.db import migrate
-    from workers import demo_data
-    from workers.devstack import postgres, redis_server, testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
-from shared.albums import list_albums
 from shared.db.models import Photo, PhotoStatus
+from shared.photos.albums import list_albums
 
 if TYPE_CHECKING:
     from tests.faults.conftest import FaultStack

@@ -1,5 +1,5 @@
 """An isolated running stack for end-to-end tests: its own database, Redis database, `weed mini`, buckets and app
-processes (Celery workers, the SeaweedFS bridge), with a small demo model active. See workers/devstack/testing.py.
+processes (Celery workers, the SeaweedFS bridge), with a small demo model active. See devtools/stack/testing.py.
 
 The stack is module-scoped (it takes a minute to build); its processes are stopped however the module ends, and
 a failing test prints the tail of every process log.
@@ -22,8 +22,8 @@ from minio import Minio
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stack.testing import DemoModel, IsolatedStack
 from shared.db.models import Photo
-from workers.devstack.testing import DemoModel, IsolatedStack
 
 # Reliably recognised by the demo model (other landmarks of the demo share its gallery to make it harder).
 E2E_LANDMARKS = (
@@ -91,8 +91,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="module")
 def running_stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    from workers import demo_data
-    from workers.devstack import testing
+    from devtools import demo_data
+    from devtools.stack import testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")

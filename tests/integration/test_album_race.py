@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import albums, corrections, photos
 from shared.db import migrate
 from shared.db.models import Album, AlbumPhoto, Landmark
 from shared.db.session import make_engine, make_session_factory, session_scope
+from shared.photos import albums, corrections
+from shared.photos import records as photos
 
 pytestmark = pytest.mark.integration
 

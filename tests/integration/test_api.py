@@ -18,7 +18,6 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
 from shared.db.models import (
     City,
     GalleryPhoto,
@@ -28,7 +27,8 @@ from shared.db.models import (
     PhotoCorrection,
     User,
 )
-from shared.pipeline import apply_recognition
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 from shared.settings import ApiClient, Settings
 from shared.storage import make_minio
 from workers.api import album_page_url, create_app
@@ -347,7 +347,7 @@ def test_empty_token_is_refused_at_start(session_factory: sessionmaker[Session])
 def test_access_log_lines_lose_the_sign_in_token() -> None:
     import logging
 
-    from workers.cli_api import RedactTokens
+    from workers.cli.api import RedactTokens
 
     record = logging.LogRecord(
         "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
@@ -362,8 +362,8 @@ def test_cli_albums_json_has_the_apis_album_shape(client: TestClient, world: Wor
     import contextlib
     import json
 
-    from workers import cli_photos
     from workers.api.shapes import ApiLinks, read_user_albums
+    from workers.cli import photos as cli_photos
 
     presigner = make_minio("127.0.0.1:9", "api-test", "api-test-secret", region="us-east-1")
     links = ApiLinks("http://testserver", presigner)

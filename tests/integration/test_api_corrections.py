@@ -1,4 +1,4 @@
-"""shared.corrections and its one hook in shared.pipeline, called directly against the real PostgreSQL."""
+"""shared.photos.corrections and its one hook in shared.photos.pipeline, called directly against the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
-from shared import corrections, photos
 from shared.db.models import Landmark, ModelStatus, ModelVersion
-from shared.pipeline import apply_recognition
+from shared.photos import corrections
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 
 pytestmark = pytest.mark.integration
 

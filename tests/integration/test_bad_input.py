@@ -26,9 +26,9 @@ from PIL import ExifTags, Image, TiffImagePlugin
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stack.testing import DemoModel, IsolatedStack
 from shared.db.models import Photo, PhotoStatus, TaskFailure
 from shared.events import CREATED, ObjectEvent
-from workers.devstack.testing import DemoModel, IsolatedStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,8 +91,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from workers import demo_data
-    from workers.devstack import testing
+    from devtools import demo_data
+    from devtools.stack import testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")

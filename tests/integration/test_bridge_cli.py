@@ -80,7 +80,7 @@ def bridge(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
         "LANDMARKS_LOG_JSON": "true",
     }
     log = tmp_path / "bridge.log"
-    code = "from workers.cli_bridge import app; app(prog_name='landmarks bridge')"
+    code = "from workers.cli.bridge import app; app(prog_name='landmarks bridge')"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", code, "run", "--source", "webhook", "--port", str(port)],
@@ -144,7 +144,7 @@ def test_webhook_event_reaches_the_ingest_queue_and_sigterm_stops(bridge, celery
 def test_unreachable_broker_is_a_clear_error() -> None:
     broker = f"redis://127.0.0.1:{_free_port()}/0"
     env = {**os.environ, "LANDMARKS_BROKER_URL": broker, "LANDMARKS_WEBHOOK_PORT": str(_free_port())}
-    code = "from workers.cli_bridge import app; app(prog_name='landmarks bridge')"
+    code = "from workers.cli.bridge import app; app(prog_name='landmarks bridge')"
     done = subprocess.run(
         [sys.executable, "-c", code, "run", "--source", "webhook"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,

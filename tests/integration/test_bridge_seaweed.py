@@ -18,14 +18,14 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from devtools.stack import seaweed
+from devtools.stack.registry import Registry
+from devtools.stack.testing import private_seaweed
 from shared.db.models import EventCursor
 from shared.settings import Settings
 from workers.bridge.cursor import CursorStore
 from workers.bridge.runner import filer_grpc_address
 from workers.bridge.subscriber import SeaweedSubscriber
-from workers.devstack import seaweed
-from workers.devstack.registry import Registry
-from workers.devstack.testing import private_seaweed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,16 +24,16 @@ from PIL import Image, ImageDraw
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
+from devtools.stack import seaweed
+from devtools.stack.testing import private_seaweed
 from shared.db import migrate
 from shared.db.models import City, Landmark, ModelStatus, ModelVersion
 from shared.db.session import make_engine, make_session_factory, session_scope
-from shared.pipeline import apply_recognition
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 from shared.settings import ApiClient, Settings
 from shared.storage import ensure_buckets
 from workers.api import create_app
-from workers.devstack import seaweed
-from workers.devstack.testing import private_seaweed
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]

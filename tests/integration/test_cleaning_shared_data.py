@@ -20,10 +20,10 @@ def test_default_threshold_keeps_true_photos_and_rejects_planted_ones(shared_dat
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
-    from shared.cleaning import auto_references, decide_roles, mean_distances
     from shared.db.models import GalleryRole
+    from shared.evaluation.recognition import embed_rows, read_eval_manifest
+    from shared.gallery.cleaning import auto_references, decide_roles, mean_distances
     from shared.model import Embedder, EmbedderConfig
-    from shared.recognition.evaluation import embed_rows, read_eval_manifest
     from shared.settings import GallerySettings, RecognitionSettings, Settings
 
     rec, threshold = RecognitionSettings(), GallerySettings().cleaning_max_distance  # what ships

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from shared.db import migrate
 from shared.db.models import Base
-from workers.cli import app
+from workers.cli.main import app
 
 if TYPE_CHECKING:  # the fixture's type; conftest modules are not importable by name reliably
     from tests.conftest import ScratchDatabases

@@ -26,11 +26,11 @@ import pytest
 import redis as redis_client
 from psycopg2 import sql
 
+from devtools.stack import lifecycle, postgres, proc, seaweed, stack
+from devtools.stack.apps import AppSpec
+from devtools.stack.readiness import StaysAlive
+from devtools.stack.registry import Registry
 from shared.settings import S3Settings, SeaweedSettings, Settings
-from workers.devstack import lifecycle, postgres, proc, seaweed, stack
-from workers.devstack.apps import AppSpec
-from workers.devstack.readiness import StaysAlive
-from workers.devstack.registry import Registry
 
 pytestmark = pytest.mark.integration
 

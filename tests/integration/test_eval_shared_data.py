@@ -23,8 +23,8 @@ def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
+    from shared.evaluation.recognition import embed_rows, read_eval_manifest
     from shared.model import Embedder, EmbedderConfig
-    from shared.recognition.evaluation import embed_rows, read_eval_manifest
     from shared.settings import Settings
 
     config = EmbedderConfig()  # the defaults, not the environment: this checks what `model build` ships
@@ -41,7 +41,7 @@ def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def shipped_options() -> Any:
-    from shared.recognition.evaluation import EvalOptions
+    from shared.evaluation.recognition import EvalOptions
     from shared.recognition.whitening import whitening_options
     from shared.settings import RecognitionSettings
 
@@ -52,7 +52,7 @@ def shipped_options() -> Any:
 @pytest.fixture(scope="module")
 def report(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     """The closed-set rule alone: raw features, no open-set score."""
-    from shared.recognition.evaluation import EvalOptions, evaluate_embeddings
+    from shared.evaluation.recognition import EvalOptions, evaluate_embeddings
 
     rows, embedded, model = corpus
     return evaluate_embeddings(rows, embedded, model, EvalOptions())
@@ -60,7 +60,7 @@ def report(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def shipped(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    from shared.recognition.evaluation import evaluate_embeddings
+    from shared.evaluation.recognition import evaluate_embeddings
 
     rows, embedded, model = corpus
     return evaluate_embeddings(rows, embedded, model, shipped_options())
@@ -69,8 +69,8 @@ def shipped(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def open_set(corpus: tuple[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     """The open-set protocol with the shipped defaults: 5 of 15 landmarks held out, seeds 0-2."""
-    from shared.recognition.evaluation import evaluate_embeddings
-    from shared.recognition.open_set_eval import apply_holdout, holdout_splits, summarize
+    from shared.evaluation.open_set import apply_holdout, holdout_splits, summarize
+    from shared.evaluation.recognition import evaluate_embeddings
 
     rows, embedded, model = corpus
     reports = []

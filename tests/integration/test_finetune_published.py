@@ -23,21 +23,21 @@ from minio import Minio
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import registry
-from shared.gallery import import_rows
-from shared.gallery_formats import GalleryRow
+from devtools.stack import seaweed
+from devtools.stack.testing import drawn_photo as drawn
+from devtools.stack.testing import private_seaweed
+from shared.gallery.catalog import import_rows
+from shared.gallery.formats import GalleryRow
 from shared.index import l2_normalize
 from shared.model import Embedder, EmbedderConfig
 from shared.model.head import project
-from shared.model_build import publish_bundle
 from shared.recognition import Bundle, BundleIntegrityError, LandmarkInfo, Thresholds, download_bundle
 from shared.recognition.bundle import BACKBONE_FILE, MANIFEST
 from shared.training.finetune import FinetuneResult, finetune, pooled_features
 from shared.training.service import FinetuneOptions, train_model_version
 from shared.training.trainer import TrainConfig, TrainingData
-from workers.devstack import seaweed
-from workers.devstack.testing import drawn_photo as drawn
-from workers.devstack.testing import private_seaweed
+from shared.versions import registry
+from shared.versions.build import publish_bundle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

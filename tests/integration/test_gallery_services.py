@@ -18,9 +18,10 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.cleaning import clean_gallery
+from devtools.stack import seaweed
+from devtools.stack.testing import private_seaweed
 from shared.db.models import GalleryPhoto, GalleryRole, Landmark
-from shared.gallery import (
+from shared.gallery.catalog import (
     UnknownGalleryPhoto,
     UnknownLandmark,
     content_key,
@@ -28,11 +29,10 @@ from shared.gallery import (
     list_references,
     set_references,
 )
-from shared.gallery_formats import GalleryRow, gldv2_image_path, read_folder, read_gldv2, read_manifest
+from shared.gallery.cleaning import clean_gallery
+from shared.gallery.formats import GalleryRow, gldv2_image_path, read_folder, read_gldv2, read_manifest
 from shared.settings import Settings
 from shared.storage import stat_object
-from workers.devstack import seaweed
-from workers.devstack.testing import private_seaweed
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def _write_manifest(path: Path, rows: list[dict[str, object]], extra: list[str])
 def test_unknown_landmark_rows_become_unknown_landmark_photos_once(db_session: Session, s3, tmp_path: Path) -> None:
     """The operator's photos of landmarks the gallery does not know: no landmark, their own role, kept apart from
     the everyday negatives; model builds read them as such (gallery_snapshot)."""
-    from shared.model_build import gallery_snapshot
+    from shared.versions.build import gallery_snapshot
 
     client, bucket = s3
     _save(tower(90), tmp_path / "capitol.jpg")
@@ -312,8 +312,8 @@ def test_cleaning_rejects_planted_animals_among_demo_monument_photos(
     """Real photos: Debian's GCompris monuments (views of each) with farm animals planted in one gallery."""
     if not RCC_DIR.is_dir():
         pytest.skip(f"{RCC_DIR} is absent (apt-get install gcompris-qt-data)")
+    from devtools.demo_data import prepare_demo
     from shared.model import Embedder, EmbedderConfig
-    from workers.demo_data import prepare_demo
 
     demo = prepare_demo(RCC_DIR, tmp_path / "demo")
     rows = read_manifest(demo.gallery_csv).rows
@@ -348,7 +348,7 @@ def test_cli_import_refs_and_clean(weed: Settings, make_scratch_database, tmp_pa
     from shared.db.session import make_engine
     from shared.settings import get_settings
     from workers import runtime
-    from workers.cli import app
+    from workers.cli.main import app
 
     url = make_scratch_database()
     migrate.upgrade(url)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
+from devtools.stack import seaweed
+from devtools.stack.testing import private_seaweed
 from shared.recognition.bundle import MANIFEST, BundleIntegrityError, download_bundle
-from workers.devstack import seaweed
-from workers.devstack.testing import private_seaweed
 
 pytestmark = [pytest.mark.integration]
 
@@ -81,7 +81,7 @@ def test_only_the_bundle_download_writes_objects_to_disk() -> None:
 
 @pytest.mark.parametrize("version", ["../../etc", "/etc", "v1/../../..", "..", ""])
 def test_a_version_name_cannot_place_its_bundle_outside_the_model_store(tmp_path: Path, version: str) -> None:
-    from shared.registry import local_bundle_dir
+    from shared.versions.registry import local_bundle_dir
 
     store = (tmp_path / "models").resolve()
     with pytest.raises(ValueError, match="unsafe model version name"):

@@ -24,10 +24,10 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.albums import list_albums
+from devtools.stack import proc, seaweed
 from shared.db.models import AlbumPhoto, Photo, PhotoStatus, TaskFailure
 from shared.events import CREATED, ObjectEvent
-from workers.devstack import proc, seaweed
+from shared.photos.albums import list_albums
 
 if TYPE_CHECKING:
     from tests.integration.conftest import RunningStack

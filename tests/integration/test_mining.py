@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import mining, photos
 from shared.db.models import GalleryPhoto, GalleryRole, Landmark, ModelStatus, ModelVersion, Photo, User
+from shared.gallery import mining
+from shared.photos import records as photos
 from shared.settings import GallerySettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -143,7 +144,7 @@ def test_the_albums_task_mines_only_when_the_setting_opts_in(
 
 def _corrected(session: Session, owner: str, world, name: str) -> uuid.UUID:
     """A sharing owner's photo the owner assigned to the Colosseum and rejected from the arch: two user rows."""
-    from shared import corrections
+    from shared.photos import corrections
 
     photo_id = _photo(session, owner, shares=True, gps=None, name=name)
     corrections.assign(session, photo_id, f"colosseum_{world['tag']}")

@@ -23,23 +23,24 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from shared import photos, pipeline
+from devtools.stack import seaweed
+from devtools.stack.testing import flushed_redis, private_seaweed
 from shared.db import migrate
 from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoStatus, TaskFailure
 from shared.errors import PermanentError
-from shared.failures import record_failure
 from shared.ops.failures import get_failure, list_failures, plan_retry
+from shared.photos import pipeline
+from shared.photos import records as photos
+from shared.photos.failures import record_failure
 from shared.settings import Settings
 from workers.celery_app import REPROCESS_PRIORITY
-from workers.devstack import seaweed
-from workers.devstack.testing import flushed_redis, private_seaweed
 from workers.fleet import priority_key
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER = "redis://127.0.0.1:6379/10"  # a database of its own: no dev worker consumes it
-CLI = "import typer; from workers import cli_ops; app = typer.Typer(); cli_ops.register(app); app()"
+CLI = "import typer; from workers.cli import ops as cli_ops; app = typer.Typer(); cli_ops.register(app); app()"
 BUCKET = f"ops-photos-{uuid.uuid4().hex[:8]}"
 KEY = "users/falice/tower.jpg"
 

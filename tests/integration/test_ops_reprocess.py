@@ -16,14 +16,14 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
+from devtools.stack.testing import flushed_redis
 from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoStatus
 from shared.ops import jobs
 from shared.ops.selectors import PhotoSelector, SelectorError, select_photo_ids
-from shared.pipeline import apply_recognition
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 from shared.settings import Settings
 from workers.celery_app import LIVE_PRIORITY, REPROCESS_PRIORITY, make_celery
-from workers.devstack.testing import flushed_redis
 from workers.fleet import RECOGNIZE_TASK, priority_key, queue_depths, send_recognitions
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 PostgreSQL database of its own: warm shutdown mid-task, JSON log lines, metrics, and `status --json`.
 
 The worker runs one test task besides the project's: ``albums.slow_apply`` sleeps, then calls the real
-``shared.pipeline.apply_recognition``, so a SIGTERM reliably lands while a photo is being processed.
+``shared.photos.pipeline.apply_recognition``, so a SIGTERM reliably lands while a photo is being processed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from shared import photos
+from devtools.stack.testing import flushed_redis
 from shared.db import migrate
 from shared.db.models import (
     EventCursor,
@@ -39,11 +39,11 @@ from shared.db.models import (
     Photo,
     PhotoStatus,
 )
-from shared.failures import record_failure
 from shared.ops import jobs
+from shared.photos import records as photos
+from shared.photos.failures import record_failure
 from shared.settings import Settings
 from workers.celery_app import QUEUES, REPROCESS_PRIORITY, make_celery
-from workers.devstack.testing import flushed_redis
 from workers.fleet import send_recognitions
 from workers.metrics import collect, metrics_dir
 
@@ -52,13 +52,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER = "redis://127.0.0.1:6379/11"  # a database of its own: no dev worker consumes it
 NODE = f"opsalbums@{socket.gethostname()}"
-CLI = "import typer; from workers import cli_ops; app = typer.Typer(); cli_ops.register(app); app()"
+CLI = "import typer; from workers.cli import ops as cli_ops; app = typer.Typer(); cli_ops.register(app); app()"
 WORKER_APP = '''
 """The project's Celery app plus one slow task that does the albums worker's real database work."""
 import time
 import uuid
 
-from shared import pipeline
+from shared.photos import pipeline
 from tasks.context import context
 from workers.celery_app import app
 
@@ -348,7 +348,7 @@ def test_reprocess_cli_dry_run_then_a_job(database, env, broker, celery_app: Cel
 def test_model_activate_with_reprocess_starts_a_stale_job(database, env, broker) -> None:
     _, factory = database
     new_photo(factory, "users/walice/never-recognised.jpg")  # no model version yet: stale for any active one
-    run = subprocess.run([sys.executable, "-m", "workers.cli", "model", "activate", "w-active", "--reprocess"],
+    run = subprocess.run([sys.executable, "-m", "workers.cli.main", "model", "activate", "w-active", "--reprocess"],
                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert re.search(r"reprocess job \d+: 1 photos not yet recognised by w-active", run.stdout)

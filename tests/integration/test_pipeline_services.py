@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import albums, photos
 from shared.db.models import (
     Album,
     AlbumPhoto,
@@ -19,7 +18,9 @@ from shared.db.models import (
     Recognition,
     TaskFailure,
 )
-from shared.pipeline import apply_recognition
+from shared.photos import albums
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +152,7 @@ def test_object_without_owner_is_recorded_failed_once(db_session: Session, world
 
 
 def test_late_failure_of_replaced_content_leaves_the_new_version_pending(db_session: Session, world) -> None:
-    from shared.failures import record_failure_if_current
+    from shared.photos.failures import record_failure_if_current
 
     r = _created(db_session, "users/alice/late.jpg", etag="e1")
     assert _created(db_session, "users/alice/late.jpg", etag="e2").action == "recognize"  # v2 uploaded meanwhile
@@ -168,7 +169,7 @@ def test_late_failure_of_replaced_content_leaves_the_new_version_pending(db_sess
 
 
 def test_late_failure_of_a_deleted_photo_is_dropped(db_session: Session, world) -> None:
-    from shared.failures import record_failure_if_current
+    from shared.photos.failures import record_failure_if_current
 
     r = _created(db_session, "users/alice/gone-late.jpg", etag="e1")
     photos.record_removed(db_session, bucket="photos", key="users/alice/gone-late.jpg")

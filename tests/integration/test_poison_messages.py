@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import pipeline
 from shared.db import migrate
 from shared.db.models import Photo, PhotoStatus, TaskFailure, User
 from shared.db.session import make_engine, make_session_factory, session_scope
+from shared.photos import pipeline
 from shared.settings import RecognitionSettings, Settings
 from tasks import recognition
 from tasks.context import WorkerContext
@@ -167,7 +167,7 @@ def test_runs_that_end_never_count(scratch: tuple[str, Engine, sessionmaker[Sess
 
 
 def test_new_content_starts_a_fresh_count(scratch: tuple[str, Engine, sessionmaker[Session]]) -> None:
-    from shared import photos
+    from shared.photos import records as photos
 
     _url, _engine, factory = scratch
     [photo_id] = add_photos(factory, ["users/alice/replaced.jpg"])

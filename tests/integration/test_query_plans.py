@@ -20,7 +20,7 @@ from shared.db.models import Album, Landmark, User
 from shared.ops import jobs, sweep
 from shared.ops.selectors import PhotoSelector
 from shared.ops.status import photo_counts
-from shared.photos import claim_stuck_photo_ids
+from shared.photos.records import claim_stuck_photo_ids
 from workers.api.queries import album_page
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import registry
 from shared.db.models import ModelStatus, ModelVersion
+from shared.versions import registry
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from minio.commonconfig import CopySource
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import registry
 from shared.db.models import JobState, ModelStatus, ModelVersion, Photo, PhotoStatus
 from shared.ops import jobs
 from shared.ops.selectors import PhotoSelector
+from shared.versions import registry
 from tasks.priorities import REPROCESS_PRIORITY
 
 if TYPE_CHECKING:

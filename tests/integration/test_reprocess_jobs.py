@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
 from shared.db.models import JobState, Photo, PhotoStatus
 from shared.ops import jobs
 from shared.ops.locks import FEED_LOCK
 from shared.ops.selectors import PhotoSelector, select_photo_ids
+from shared.photos import records as photos
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ def corpus(shared_data: Path) -> tuple[list[Any], np.ndarray, np.ndarray]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
+    from shared.evaluation.recognition import read_eval_manifest
+    from shared.evaluation.scenes import embed_rows_with_logits
     from shared.model import Embedder, EmbedderConfig
-    from shared.recognition.evaluation import read_eval_manifest
-    from shared.scenes.evaluation import embed_rows_with_logits
     from shared.settings import Settings
 
     config = EmbedderConfig()  # the shipped defaults
@@ -55,10 +55,10 @@ def test_scene_mass_separates_landmark_photos_from_everyday_ones(
 
 
 def test_shipped_prior_default_matches_train_tuning(corpus: tuple[list[Any], np.ndarray, np.ndarray]) -> None:
+    from shared.evaluation.recognition import EvalOptions
+    from shared.evaluation.scenes import compare_prior
     from shared.model import EmbedderConfig
-    from shared.recognition.evaluation import EvalOptions
     from shared.scenes import SceneConfig
-    from shared.scenes.evaluation import compare_prior
 
     rows, embeddings, logits = corpus
     report = compare_prior(rows, embeddings, logits, EmbedderConfig().to_dict(), EvalOptions())

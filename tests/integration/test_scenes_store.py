@@ -11,9 +11,9 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import photos
 from shared.db.models import Landmark, ModelStatus, ModelVersion, SceneTag
-from shared.pipeline import apply_recognition
+from shared.photos import records as photos
+from shared.photos.pipeline import apply_recognition
 from shared.scenes.store import UnknownUserError, list_scene_albums
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,8 @@ def test_cli_lists_scene_albums(make_scratch_database, monkeypatch) -> None:
     from shared.db import migrate
     from shared.db.session import make_engine, make_session_factory, session_scope
     from shared.settings import get_settings
-    from workers import cli_scenes, runtime
+    from workers import runtime
+    from workers.cli import scenes as cli_scenes
 
     url = make_scratch_database()
     migrate.upgrade(url)

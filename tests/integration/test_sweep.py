@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
 from shared.db.models import Photo, PhotoStatus, SweepCursor
 from shared.ops.locks import SWEEP_LOCK, lock_key
 from shared.ops.sweep import sweep_bucket
+from shared.photos import records as photos
 from shared.storage import ObjectInfo
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import photos
 from shared.db.models import Photo, PhotoStatus, TaskFailure
+from shared.photos import records as photos
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 from sqlalchemy import select
 
-from shared.albums import list_albums
+from devtools.stack.testing import worker_app
 from shared.db.models import Photo, PhotoStatus
-from workers.devstack.testing import worker_app
+from shared.photos.albums import list_albums
 
 if TYPE_CHECKING:
     from celery.result import AsyncResult

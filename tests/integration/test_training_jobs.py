@@ -14,9 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import tasks.training
-from shared import registry
 from shared.db.models import ModelStatus, ModelVersion, TrainingJob, TrainingJobStatus
 from shared.training import jobs
+from shared.versions import registry
 
 pytestmark = pytest.mark.integration
 

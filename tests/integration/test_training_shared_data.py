@@ -18,10 +18,10 @@ def reports(shared_data: Path) -> dict[str, Any]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
+    from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.evaluation.trained_head import train_and_evaluate
     from shared.model import Embedder, EmbedderConfig
-    from shared.recognition.evaluation import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
     from shared.settings import RecognitionSettings, Settings
-    from shared.training.evaluate import train_and_evaluate
     from shared.training.trainer import TrainConfig
 
     rec = RecognitionSettings()

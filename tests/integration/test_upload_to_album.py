@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.albums import list_albums
 from shared.db.models import Album, AlbumPhoto, EventCursor, Landmark, Photo, PhotoStatus, Recognition, TaskFailure
 from shared.events import CREATED, ObjectEvent
+from shared.photos.albums import list_albums
 
 if TYPE_CHECKING:
     from tests.integration.conftest import RunningStack

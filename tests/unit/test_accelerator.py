@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import accelerator
-from shared.accelerator import (
+from devtools.stack.apps import worker
+from shared.model import accelerator
+from shared.model.accelerator import (
     AUTO_GPU_DECODE_THREADS,
     AUTO_GPU_MICRO_BATCH,
     decode_threads,
@@ -18,7 +19,6 @@ from shared.accelerator import (
     micro_batch_size,
 )
 from shared.settings import RecognitionSettings, Settings
-from workers.devstack.apps import worker
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from shared.events.proto import filer_pb2, filer_pb2_grpc
+from workers.bridge.sources.proto import filer_pb2, filer_pb2_grpc
 from workers.bridge.subscriber import SeaweedSubscriber
 
 T0 = 1_714_558_272_000_000_000

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shared.albums import PhotoPlacement
-from shared.uploads import UploadedObject
-from workers.cli import app
-from workers.cli_photos import describe_placement
+from shared.photos.albums import PhotoPlacement
+from shared.photos.uploads import UploadedObject
+from workers.cli.main import app
+from workers.cli.photos import describe_placement
 
 LONG_NAME = "Cathedral Basilica of the Sacred Heart of Montmartre and Its Gardens"
 
@@ -35,9 +35,9 @@ def test_each_outcome_in_words(placement: PhotoPlacement, said: str) -> None:
 def test_upload_wait_prints_album_and_city_no_landmark_or_reason_at_80_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.albums
-    import shared.uploads
-    import workers.cli_photos
+    import shared.photos.albums
+    import shared.photos.uploads
+    import workers.cli.photos
     import workers.runtime
 
     names = ["sacre_coeur_seen_from_the_steps_in_the_evening.jpg", "cat.jpg", "broken.jpg"]
@@ -61,9 +61,11 @@ def test_upload_wait_prints_album_and_city_no_landmark_or_reason_at_80_columns(
 
     monkeypatch.setattr(workers.runtime, "minio_client", lambda: None)
     monkeypatch.setattr(workers.runtime, "db_session", no_database)
-    monkeypatch.setattr(shared.uploads, "upload_photos", uploaded)
-    monkeypatch.setattr(workers.cli_photos, "wait_for_photos", lambda b, k, t: {key: placed[key].status for key in k})
-    monkeypatch.setattr(shared.albums, "place_photos", lambda session, bucket, k: {key: placed[key] for key in k})
+    monkeypatch.setattr(shared.photos.uploads, "upload_photos", uploaded)
+    monkeypatch.setattr(workers.cli.photos, "wait_for_photos", lambda b, k, t: {key: placed[key].status for key in k})
+    monkeypatch.setattr(
+        shared.photos.albums, "place_photos", lambda session, bucket, k: {key: placed[key] for key in k}
+    )
 
     result = CliRunner().invoke(app, ["upload", "--user", "alice", "--wait", *map(str, paths)], env={"COLUMNS": "80"})
 

@@ -15,7 +15,7 @@ CLIENTS = ("sqlalchemy", "minio", "celery", "redis", "pydantic_settings")
 
 PROBE = """
 import json, sys
-from workers.cli import app
+from workers.cli.main import app
 loaded_at_import = sorted(m for m in sys.modules)
 for args in {helps!r}:
     try:
@@ -64,7 +64,7 @@ def test_help_pages_load_no_database_storage_or_broker_client() -> None:
 
 COMMANDS_PROBE = """
 import json, sys
-from workers.cli import app
+from workers.cli.main import app
 for args in {commands!r}:
     try:
         app(args, prog_name="landmarks")

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from workers.cli import app
-from workers.cli_tables import print_table
+from workers.cli.main import app
+from workers.cli.tables import print_table
 
 VERSION = "v0001-20261204T101010"
 KEY = "users/alice/2026/holidays/rome/the_colosseum_at_dusk_from_the_palatine_hill.jpg"
@@ -59,7 +59,7 @@ def _no_database() -> Iterator[None]:
 
 
 def test_model_list_prints_whole_versions_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.registry
+    import shared.versions.registry
     import workers.runtime
 
     row = SimpleNamespace(
@@ -71,28 +71,28 @@ def test_model_list_prints_whole_versions_at_80_columns(monkeypatch: pytest.Monk
         thresholds={},
     )
     monkeypatch.setattr(workers.runtime, "db_session", _no_database)
-    monkeypatch.setattr(shared.registry, "list_versions", lambda session: [row])
+    monkeypatch.setattr(shared.versions.registry, "list_versions", lambda session: [row])
     result = CliRunner().invoke(app, ["model", "list"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "…" not in result.output and f"version: {VERSION}" in result.output
 
 
 def test_albums_print_whole_keys_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.albums
+    import shared.photos.albums
     import workers.runtime
-    from shared.albums import AlbumPhotoView, AlbumView
+    from shared.photos.albums import AlbumPhotoView, AlbumView
 
     album = AlbumView("colosseum", "Colosseum", "Rome", "Italy", None, None, 1, None)
     album.photos = [AlbumPhotoView("id", "photos", KEY, 0.91, "auto")]
     monkeypatch.setattr(workers.runtime, "db_session", _no_database)
-    monkeypatch.setattr(shared.albums, "list_albums", lambda session, user: {"Rome, Italy": [album]})
+    monkeypatch.setattr(shared.photos.albums, "list_albums", lambda session, user: {"Rome, Italy": [album]})
     result = CliRunner().invoke(app, ["albums", "--user", "alice"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "…" not in result.output and f"{KEY} (0.91)" in result.output
 
 
 def test_status_prints_whole_worker_names_at_80_columns() -> None:
-    from workers import cli_ops
+    from workers.cli import ops as cli_ops
 
     node = "recognize-gpu@a-rather-long-host-name.cluster.internal.example.org"
     payload = {

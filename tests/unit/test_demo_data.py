@@ -19,9 +19,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from shared.recognition.evaluation import UNKNOWN_LANDMARK_KIND
-from workers import cli_demo
-from workers.demo_data import (
+from devtools.demo_data import (
     DEFAULT_RCC_DIR,
     GALLERY_VIEWS,
     MANIFEST_FIELDS,
@@ -37,6 +35,8 @@ from workers.demo_data import (
     prepare_demo,
     read_uploads,
 )
+from shared.evaluation.recognition import UNKNOWN_LANDMARK_KIND
+from workers.cli import demo as cli_demo
 
 # --- a minimal rcc writer (the layout of qtbase's rcc.cpp) ---------------------------------------------------------
 
@@ -409,8 +409,8 @@ def test_read_uploads_makes_paths_absolute(tmp_path: Path) -> None:
 
 
 def test_the_demo_ends_with_the_album_pages_and_a_recognize_hint(tmp_path: Path) -> None:
+    from devtools.demo_data import DemoUpload
     from shared.settings import Settings
-    from workers.demo_data import DemoUpload
 
     cat = DemoUpload("alice", tmp_path / "uploads" / "alice" / "cat.jpg", "", "nonlandmark/cat")
     tower = DemoUpload("bob", tmp_path / "uploads" / "bob" / "eiffel tower.jpg", "eiffel_tower", "monuments/x")

@@ -51,7 +51,7 @@ class NotARealCommand(AssertionError):
 
 @cache
 def landmarks_cli() -> Any:
-    from workers.cli import app
+    from workers.cli.main import app
 
     return typer.main.get_command(app)
 
@@ -284,8 +284,8 @@ def test_the_checker_rejects_commands_that_do_not_exist(argv: list[str]) -> None
 
 
 def test_the_checker_accepts_the_commands_of_the_local_setup() -> None:
-    """The commands deploy/ mirrors from `landmarks dev up` (workers/devstack/apps.py) pass the checker."""
-    from workers.devstack.apps import app_specs
+    """The commands deploy/ mirrors from `landmarks dev up` (devtools/stack/apps.py) pass the checker."""
+    from devtools.stack.apps import app_specs
 
     mirrored = [
         spec

@@ -1,6 +1,6 @@
 """GPU recognize workers in deploy/ prefetch enough messages to fill their micro-batches; CPU ones stay at 1.
 
-The device each deployment sets decides the batch (shared/accelerator.py); the command line's prefetch must hold
+The device each deployment sets decides the batch (shared/model/accelerator.py); the command line's prefetch must hold
 two batches per pool process, as `landmarks dev up` gives its own recognize worker.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.accelerator import micro_batch_prefetch
+from shared.model.accelerator import micro_batch_prefetch
 from shared.settings import RecognitionSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

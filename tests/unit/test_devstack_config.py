@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from devtools.stack import postgres, redis_server, seaweed, stack
+from devtools.stack.addresses import endpoint_host_port, host_port, is_local
+from devtools.stack.apps import QUEUE_CONCURRENCY, AppSpec, app_specs, flower_login
+from devtools.stack.readiness import CeleryPing, PortOpen, StaysAlive
 from shared.settings import FlowerSettings, S3Settings, SeaweedSettings, Settings
-from workers.devstack import postgres, redis_server, seaweed, stack
-from workers.devstack.addresses import endpoint_host_port, host_port, is_local
-from workers.devstack.apps import QUEUE_CONCURRENCY, AppSpec, app_specs, flower_login
-from workers.devstack.readiness import CeleryPing, PortOpen, StaysAlive
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from workers.devstack import process
-from workers.devstack.readiness import Answers, PortOpen, StaysAlive
-from workers.devstack.registry import Registry
+from devtools.stack import process
+from devtools.stack.readiness import Answers, PortOpen, StaysAlive
+from devtools.stack.registry import Registry
 
 
 def test_stays_alive_after_its_period() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.devstack import proc
-from workers.devstack.registry import PidRecord, Registry
+from devtools.stack import proc
+from devtools.stack.registry import PidRecord, Registry
 
 
 def test_record_round_trip(tmp_path: Path) -> None:

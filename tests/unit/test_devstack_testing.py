@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from devtools.stack import seaweed
+from devtools.stack.testing import free_ports, isolated_settings, settings_env, worker_app
 from shared.settings import Settings
-from workers.devstack import seaweed
-from workers.devstack.testing import free_ports, isolated_settings, settings_env, worker_app
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

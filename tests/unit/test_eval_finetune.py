@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shared.recognition.evaluation import read_eval_manifest
-from shared.training.evaluate_finetune import tuning_set
-from workers.devstack.testing import drawn_manifest
+from devtools.stack.testing import drawn_manifest
+from shared.evaluation.finetune import tuning_set
+from shared.evaluation.recognition import read_eval_manifest
 
 LANDMARKS = {"red-square": 0, "blue-disc": 1}  # slug -> drawn_photo kind; anything else draws no landmark
 
@@ -31,7 +31,7 @@ def test_the_backbone_is_tuned_on_train_landmark_photos_only(tmp_path: Path) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("cached_views", [0, 2])
 def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path, cached_views: int) -> None:
-    from workers.cli import app
+    from workers.cli.main import app
 
     manifest = tiny_manifest(tmp_path)
     out = tmp_path / "report.json"
@@ -57,7 +57,7 @@ def test_eval_train_finetune_runs_and_reports_the_tuning(tmp_path: Path, cached_
 
 
 def test_an_unknown_mode_is_refused(tmp_path: Path) -> None:
-    from workers.cli import app
+    from workers.cli.main import app
 
     manifest = tiny_manifest(tmp_path)
     result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "--train", "--mode", "lora"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.events.proto import filer_pb2, generate
+from workers.bridge.sources.proto import filer_pb2, generate
 
 GENERATED = ["filer_pb2.py", "filer_pb2.pyi", "filer_pb2_grpc.py"]
 
@@ -14,7 +14,7 @@ def test_committed_code_matches_the_proto(tmp_path: Path) -> None:
     here = Path(generate.__file__).parent
     out = tmp_path / here.relative_to(generate.ROOT)
     stale = [name for name in GENERATED if (out / name).read_text() != (here / name).read_text()]
-    assert stale == [], f"regenerate with `.venv/bin/python -m shared.events.proto.generate`: {stale}"
+    assert stale == [], f"regenerate with `.venv/bin/python -m workers.bridge.sources.proto.generate`: {stale}"
 
 
 def test_service_and_field_numbers_are_seaweedfs_ones() -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.events import CREATED, REMOVED, ObjectEvent
-from shared.events.s3 import (
+from workers.bridge.sources.s3 import (
     InvalidNotification,
     canonical_event_name,
     decode_key,

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 
 from shared.events import CREATED, REMOVED
-from shared.events.proto import filer_pb2
-from shared.events.seaweed import entry_etag, events_from_metadata, split_bucket_path
+from workers.bridge.sources.proto import filer_pb2
+from workers.bridge.sources.seaweed import entry_etag, events_from_metadata, split_bucket_path
 
 TS = 1_714_558_272_345_678_901
 

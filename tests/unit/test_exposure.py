@@ -38,7 +38,7 @@ def test_loopback_or_a_real_secret_starts() -> None:
 def _landmarks(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("LANDMARKS_", "FLOWER_"))}
     environ.update(PYTHONPATH=str(REPO), LANDMARKS_BROKER_URL="redis://127.0.0.1:1/0", **env)
-    code = 'from workers.cli import app; app(prog_name="landmarks")'
+    code = 'from workers.cli.main import app; app(prog_name="landmarks")'
     return subprocess.run(
         [sys.executable, "-c", code, *args], env=environ, cwd="/", capture_output=True, text=True, timeout=60
     )

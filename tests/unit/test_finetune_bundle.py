@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from devtools.stack.testing import drawn_photo as drawn
 from shared.index import l2_normalize
 from shared.model import Embedder, EmbedderConfig
 from shared.model.head import project
@@ -25,7 +26,6 @@ from shared.recognition import (
 from shared.recognition.bundle import BACKBONE_FILE
 from shared.training.finetune import FinetuneResult, finetune, pooled_features
 from shared.training.trainer import TrainConfig, TrainingData
-from workers.devstack.testing import drawn_photo as drawn
 
 CONFIG = EmbedderConfig(image_size=64)
 

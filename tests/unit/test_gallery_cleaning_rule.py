@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.cleaning import auto_references, decide_roles, mean_distances
 from shared.db.models import GalleryRole
+from shared.gallery.cleaning import auto_references, decide_roles, mean_distances
 
 
 def _around(direction: np.ndarray, n: int, noise: float, rng: np.random.Generator) -> np.ndarray:

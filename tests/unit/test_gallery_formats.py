@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.gallery_formats import (
+from shared.gallery.formats import (
     GalleryRow,
     category_name,
     gldv2_image_path,

@@ -13,7 +13,7 @@ import pytest
 
 import tasks.ingest as ingest
 from shared.events import CREATED, REMOVED, ObjectEvent
-from shared.photos import IngestResult
+from shared.photos.records import IngestResult
 from shared.storage import ObjectInfo, ObjectMissing
 
 

@@ -11,7 +11,7 @@ import pytest
 import tasks.cleaning
 import tasks.context
 import tasks.training
-import workers.cli_gallery
+import workers.cli.gallery
 from shared.model import Embedder, EmbedderConfig
 from shared.model.factory import bundle_embedder, config_from_settings, embedder_from_settings
 from shared.settings import RecognitionSettings, Settings
@@ -56,9 +56,9 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
     monkeypatch.setattr("workers.runtime.minio_client", lambda: None)
     monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
     monkeypatch.setattr("workers.runtime.session_factory", lambda: None)
-    monkeypatch.setattr("shared.model_build.build_model", capture("build"))
-    monkeypatch.setattr(workers.cli_gallery.console, "print", lambda *a, **k: None)
-    workers.cli_gallery.model_build(activate=False)
+    monkeypatch.setattr("shared.versions.build.build_model", capture("build"))
+    monkeypatch.setattr(workers.cli.gallery.console, "print", lambda *a, **k: None)
+    workers.cli.gallery.model_build(activate=False)
     # gallery cleaning (the task and `gallery clean --wait`)
     monkeypatch.setattr(tasks.cleaning.cleaning, "clean_gallery", capture("clean"))
     tasks.cleaning.run_cleaning(settings, None, None)  # type: ignore[arg-type]

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, RecognitionResult, Thresholds
-from shared.recognition.evaluation import EmbeddedRows, EvalRow, read_eval_manifest
-from shared.recognition.open_set_eval import (
+from shared.evaluation.open_set import (
     acceptance_slack,
     apply_holdout,
     auroc,
@@ -21,6 +19,8 @@ from shared.recognition.open_set_eval import (
     open_set_metrics,
     summarize,
 )
+from shared.evaluation.recognition import EmbeddedRows, EvalRow, read_eval_manifest
+from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, RecognitionResult, Thresholds
 
 SLUGS = ("a", "b", "c", "d")
 HEADER = ["path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split"]
@@ -154,8 +154,8 @@ def test_eval_holds_landmarks_out_and_summarises_the_splits(tmp_path: Path) -> N
     landmark's test photos counted as unknown, and the mean and spread over both."""
     from typer.testing import CliRunner
 
-    from workers.cli import app
-    from workers.devstack.testing import drawn_manifest
+    from devtools.stack.testing import drawn_manifest
+    from workers.cli.main import app
 
     manifest = drawn_manifest(tmp_path, {"red-square": 0, "blue-disc": 1, "green-triangle": 2})
     out = tmp_path / "report.json"

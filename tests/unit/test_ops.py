@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from shared.db.models import PhotoStatus
 from shared.ops.failures import traceback_summary
 from shared.ops.selectors import PhotoSelector, SelectorError, photo_ids_query
-from workers import cli_ops
 from workers.celery_app import LIVE_PRIORITY, PRIORITY_STEPS, QUEUES, REPROCESS_PRIORITY, app
+from workers.cli import ops as cli_ops
 from workers.fleet import priority_key, priority_steps
 from workers.metrics import collect
 from workers.signals import photo_id_of

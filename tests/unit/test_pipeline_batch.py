@@ -13,10 +13,10 @@ import uuid
 import pytest
 from PIL import Image
 
-from shared import pipeline
 from shared.errors import PermanentError, ServiceUnavailable
 from shared.imaging import DecodedPhoto
-from shared.pipeline import FetchedPhoto, LandmarkMatch, PhotoRef, RecognitionOutcome, recognize_fetched
+from shared.photos import pipeline
+from shared.photos.pipeline import FetchedPhoto, LandmarkMatch, PhotoRef, RecognitionOutcome, recognize_fetched
 
 MIN_SIDE = 64
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.evaluation.trained_head import gated_predictions
 from shared.imaging.decode import DecodedPhoto
 from shared.imaging.meta import PhotoMeta
 from shared.index import l2_normalize
@@ -32,7 +33,6 @@ from shared.recognition import (
     save_bundle,
 )
 from shared.recognition.decision import PresenceGate, decide
-from shared.training.evaluate import gated_predictions
 
 DIM = 6
 COLOSSEUM = (41.8902, 12.4922)
@@ -169,7 +169,7 @@ def test_recognize_json_shows_the_gate(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from shared.model import Embedder, EmbedderConfig
-    from workers.cli import app
+    from workers.cli.main import app
 
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8))
     embedder = Embedder(EmbedderConfig(image_size=64), device="cpu", threads=1)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from shared.recognition import LandmarkInfo, build_bundle_from_embeddings, save_bundle
-from workers.cli import app
+from workers.cli.main import app
 
 
 def _tower(seed: int) -> Image.Image:
@@ -118,7 +118,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[py
 
 
 def _registry_says(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None:
-    import shared.registry
+    import shared.versions.registry
     import workers.runtime
 
     @contextmanager
@@ -127,7 +127,7 @@ def _registry_says(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None
 
     monkeypatch.setattr(workers.runtime, "db_session", no_database)
     row = SimpleNamespace(version=version) if version else None
-    monkeypatch.setattr(shared.registry, "active_version", lambda session: row)
+    monkeypatch.setattr(shared.versions.registry, "active_version", lambda session: row)
 
 
 def _recognize(photo: Path, *args: str):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from shared.recognition.evaluation import (
+from shared.evaluation.recognition import (
     EvalOptions,
     EvalRow,
     embed_rows,

@@ -68,7 +68,9 @@ def test_fleet_errors_hide_the_broker_password(monkeypatch: pytest.MonkeyPatch) 
 
 def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.settings import get_settings
-    from workers import cli_bridge, cli_ops, fleet
+    from workers import fleet
+    from workers.cli import bridge as cli_bridge
+    from workers.cli import ops as cli_ops
 
     class Connection:
         def __enter__(self) -> Connection:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.recognition.row_cache import RowCache
+from shared.evaluation.row_cache import RowCache
 
 
 def test_arrays_round_trip_and_a_changed_file_misses(tmp_path: Path) -> None:

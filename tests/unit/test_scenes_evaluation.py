@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.recognition.evaluation import EvalOptions, EvalRow
-from shared.scenes.evaluation import compare_prior
+from shared.evaluation.recognition import EvalOptions, EvalRow
+from shared.evaluation.scenes import compare_prior
 
 DIM = 24
 ARCH, PIZZA = 698, 963

@@ -28,7 +28,7 @@ CONFIG = EmbedderConfig()  # the shipped defaults (Lite2, GeM, long side 384)
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, bytes]:
-    from workers.demo_data import DEFAULT_RCC_DIR, extract_rcc
+    from devtools.demo_data import DEFAULT_RCC_DIR, extract_rcc
 
     if not DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{DEFAULT_RCC_DIR} is absent: install Debian's gcompris-qt-data for the sample photos")

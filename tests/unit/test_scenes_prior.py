@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.evaluation.scene_calibration import prior_thresholds, with_scene_prior
 from shared.index import l2_normalize
 from shared.recognition import Bundle, LandmarkInfo, Recognizer, build_bundle_from_embeddings, load_bundle, save_bundle
 from shared.recognition.build import candidate_scores
 from shared.recognition.calibration import rejected_share
-from shared.scenes.calibrate import prior_thresholds, with_scene_prior
 from shared.scenes.tagger import ScenePrior
 
 DIM = 32

@@ -13,8 +13,8 @@ from shared.model.head import project
 from shared.recognition.bundle import LandmarkInfo, load_bundle, save_bundle
 from shared.training.crossfit import accepted, joint_threshold, score
 from shared.training.curriculum import curriculum_stages, region_of, stage_mask
+from shared.training.fit import FeatureDataset, train_model
 from shared.training.losses import LOSSES, CenterLoss
-from shared.training.pipeline import FeatureDataset, train_model
 from shared.training.trainer import TrainConfig, TrainingData, stage_plan, train_on_features
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from workers import cli_gallery, cli_train
+from workers.cli import gallery as cli_gallery
+from workers.cli import train as cli_train
 
 
 def _app() -> typer.Typer:

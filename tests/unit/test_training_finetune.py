@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from devtools.stack.testing import drawn_photo as drawn
 from shared.model import EmbedderConfig
 from shared.training.finetune import augmentation, finetune, pooled_features
 from shared.training.trainer import TrainConfig, TrainingData
-from workers.devstack.testing import drawn_photo as drawn
 
 
 def test_augmentation_gives_the_network_size() -> None:

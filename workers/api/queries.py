@@ -16,7 +16,6 @@ from datetime import datetime
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from shared import albums, corrections
 from shared.db.models import (
     Album,
     AlbumPhoto,
@@ -28,6 +27,7 @@ from shared.db.models import (
     Recognition,
     User,
 )
+from shared.photos import albums, corrections
 
 
 class InvalidCursor(ValueError):
@@ -130,7 +130,7 @@ def user_summaries(session: Session, names: Collection[str] | None) -> list[User
 
 
 def albums_by_city(session: Session, user: str) -> list[CityGroup]:
-    """The user's albums grouped by city (``shared.albums.list_albums``), without their photos."""
+    """The user's albums grouped by city (``shared.photos.albums.list_albums``), without their photos."""
     groups = []
     for views in albums.list_albums(session, user, with_photos=False).values():
         groups.append(CityGroup(views[0].city, views[0].country, views))

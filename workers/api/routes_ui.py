@@ -23,8 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from shared import corrections
 from shared.db.session import session_scope
+from shared.photos import corrections
 from shared.scenes.store import UnknownUserError, list_scene_albums
 from workers.api import queries, routes_v1
 from workers.api import sessions as ui_sessions

@@ -9,10 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
-from shared import corrections
 from shared.db.session import session_scope
 from shared.errors import ServiceUnavailable
 from shared.imaging import ImageDecodeError
+from shared.photos import corrections
 from shared.storage import ObjectMissing
 from workers.api import queries, schemas, shapes
 from workers.api.auth import Principal

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from minio import Minio
 
-from shared.albums import AlbumView
+from shared.photos.albums import AlbumView
 from workers.api import queries, schemas
 from workers.api.deps import PRESIGN_TTL
 

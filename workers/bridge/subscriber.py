@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 import grpc
 import structlog
 
-from shared.events.filer import MetadataStream, open_channel, subscribe_metadata
-from shared.events.seaweed import BUCKETS_DIR, events_from_metadata
 from workers.bridge.cursor import Cursors
 from workers.bridge.dispatch import Dispatch
+from workers.bridge.sources.filer import MetadataStream, open_channel, subscribe_metadata
+from workers.bridge.sources.seaweed import BUCKETS_DIR, events_from_metadata
 
 log = structlog.get_logger("landmarks.bridge.seaweedfs")
 

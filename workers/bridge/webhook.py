@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shared.events.s3 import InvalidNotification, events_from_notification
 from workers.bridge.dispatch import Dispatch
+from workers.bridge.sources.s3 import InvalidNotification, events_from_notification
 
 DEFAULT_PATH = "/events"
 

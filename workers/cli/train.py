@@ -1,0 +1,160 @@
+"""`landmarks model train` (and the body of `landmarks eval --train`): training the embedding head.
+
+Without ``--wait`` the run is enqueued on the ``training`` queue (its own workers: never delays recognition);
+with ``--wait`` it runs here with a progress bar. Both call :func:`shared.training.service.train_model_version`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+MODES = ("features", "finetune")
+
+
+def check_options(loss: str, mode: str) -> None:
+    """Refuse an unknown loss or mode before anything is embedded, enqueued or trained."""
+    from shared.training.losses import LOSSES  # torch: loaded by the commands that train, not at CLI start
+
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"--loss must be one of {', '.join(LOSSES)}")
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
+
+
+def training_progress(progress: Progress) -> Any:
+    """A :data:`shared.training.fit.ProgressFn` that drives a rich progress bar (one bar over all runs)."""
+    task = progress.add_task("training", total=None)
+
+    def update(p: Any) -> None:
+        e = p.epoch
+        if e is None:
+            progress.update(task, description=f"{p.phase}")
+            return
+        progress.update(
+            task,
+            description=f"{p.phase} stage {e.stage}/{e.stages} epoch {e.epoch}/{e.epochs} loss {e.loss:.4f}",
+            completed=(p.run - 1) + (e.epoch / e.epochs) * (e.stage / e.stages),
+            total=p.runs,
+        )
+
+    return update
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
+
+
+def model_train(
+    wait: Annotated[bool, typer.Option(help="Train here (with a progress bar) instead of enqueueing.")] = False,
+    loss: Annotated[str, typer.Option(help="center | arcface | cosface")] = "center",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the final curriculum stage.")] = 30,
+    mode: Annotated[
+        str, typer.Option(help="features (cached backbone features) | finetune (also the last backbone blocks)")
+    ] = "features",
+    blocks: Annotated[int, typer.Option(min=1, help="With --mode finetune: backbone blocks to tune.")] = 2,
+    cached_views: Annotated[
+        int,
+        typer.Option(
+            min=0, help="With --mode finetune: augmented views per photo cached through the frozen blocks (0: none)."
+        ),
+    ] = 0,
+    head: Annotated[
+        bool,
+        typer.Option(
+            help="With --mode finetune: train the head on the tuned features; --no-head publishes the tuned "
+            "backbone alone under the untrained decision (the model that keeps unknown landmarks out)."
+        ),
+    ] = True,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-fitting folds for the calibration.")] = 5,
+    curriculum: Annotated[bool, typer.Option(help="Add one region per stage.")] = True,
+    activate: Annotated[bool, typer.Option(help="Activate the new version when done.")] = False,
+) -> None:
+    """Train the embedding head on the gallery, calibrate out-of-fold, publish and register a model version."""
+    check_options(loss, mode)
+    options = {"loss": loss, "epochs": epochs, "mode": mode, "folds": folds, "curriculum": curriculum}
+    if mode == "finetune":
+        options["blocks"] = blocks
+        options["cached_views"] = cached_views
+        options["head"] = head
+    if not wait:
+        import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from tasks.training import train_model
+
+        result = train_model.delay(options, activate=activate)
+        console.print(f"enqueued training on the training queue: {result.id}")
+        return
+    from tasks.training import train_from_options
+
+    with progress_bar() as progress:
+        row = train_from_options(options, activate=activate, progress=training_progress(progress))
+    console.print(f"trained model version [bold]{row.version}[/] ({row.status.value})")
+    console.print(json.dumps({"thresholds": row.thresholds, "calibration": row.metrics.get("calibration")}))
+
+
+def run_eval_train(
+    rows: Sequence[Any], embedded: Any, model: dict[str, Any], options: Any, *, loss: str, epochs: int
+) -> dict[str, Any]:
+    """Body of ``landmarks eval --train``: the rows' cached embeddings (untrained network) train the head."""
+    from shared.evaluation.trained_head import train_and_evaluate
+    from shared.training.trainer import TrainConfig
+
+    check_options(loss, "features")
+    with progress_bar() as progress:
+        report, _ = train_and_evaluate(
+            rows, embedded, model, options, TrainConfig(loss=loss, epochs=epochs), progress=training_progress(progress)
+        )
+    return report
+
+
+def run_eval_finetune(
+    rows: Sequence[Any],
+    embedder: Any,
+    options: Any,
+    *,
+    loss: str,
+    epochs: int,
+    blocks: int,
+    finetune_epochs: int,
+    cached_views: int = 0,
+    min_side: int,
+    max_pixels: int,
+    device: str,
+    weights_path: Any = None,
+) -> dict[str, Any]:
+    """Body of ``landmarks eval --train --mode finetune``: tune the last ``blocks`` backbone blocks on the train
+    landmark photos, re-embed every row, then train the head as ``--mode features`` does."""
+    from shared.evaluation.finetune import finetune_and_evaluate
+    from shared.training.service import FinetuneOptions
+    from shared.training.trainer import TrainConfig
+
+    with progress_bar() as progress:
+        bar = training_progress(progress)
+        embedding = progress.add_task("tuned embeddings", total=len(rows), visible=False)
+        report, _ = finetune_and_evaluate(
+            rows,
+            embedder,
+            options,
+            TrainConfig(loss=loss, epochs=epochs),
+            FinetuneOptions(blocks=blocks, device=device, weights_path=weights_path, cached_views=cached_views),
+            finetune_epochs=finetune_epochs,
+            min_side=min_side,
+            max_pixels=max_pixels,
+            progress=bar,
+            embed_progress=lambda done, total: progress.update(embedding, completed=done, visible=True),
+        )
+    return report
+
+
+def register(app: typer.Typer | None = None) -> None:
+    """Add ``train`` to the ``model`` group (``app`` is unused: the group is already mounted by cli_gallery)."""
+    from workers.cli.gallery import model_app
+
+    if not any(c.name == "train" for c in model_app.registered_commands):  # idempotent (tests register too)
+        model_app.command("train")(model_train)
