@@ -47,6 +47,7 @@ demo: venv debs-demo
 test: venv debs-test
 	$(LANDMARKS) dev up --only postgres,redis,s3
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(LANDMARKS) db upgrade
 	$(LANDMARKS) db check
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -57,6 +58,7 @@ proto: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 stop: venv
 	$(LANDMARKS) dev down

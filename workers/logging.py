@@ -1,25 +1,58 @@
-"""Logging for every process (workers, CLI, bridge): one JSON line per event on stderr, via structlog.
+"""Logging for every process (workers, CLI, bridge, API): one JSON line per event on stderr, via structlog.
 
-The renderer lives in :mod:`workers.bridge.logs` (its author wrote it first); this module is the entry points'
-one door to it, accepting Celery's numeric levels too, plus the per-task context that every line of a task
-carries (``task_id``, ``task``, ``queue``, ``photo_id``), so ``grep <photo id>`` finds a photo's whole story.
+structlog renders its own events and the standard library's (Celery, kombu, uvicorn, grpc) through one formatter,
+accepting Celery's numeric levels too; every line of a task carries its identity (``task_id``, ``task``,
+``queue``, ``photo_id``), so ``grep <photo id>`` finds a photo's whole story.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import structlog
 
-from workers.bridge.logs import configure_logging as _configure
-
 TASK_KEYS = ("task_id", "task", "queue", "photo_id")
+
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def _numeric_level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    numeric = logging.getLevelName(level.upper())
+    return numeric if isinstance(numeric, int) else logging.INFO
 
 
 def configure_logging(level: str | int = "INFO", json_lines: bool = True) -> None:
-    """Route structlog and the standard library (Celery, kombu, uvicorn) through one JSON renderer."""
-    name = logging.getLevelName(level) if isinstance(level, int) else str(level)
-    _configure(name if isinstance(name, str) else "INFO", json_lines)
+    """Route structlog and the standard library through one renderer: JSON lines, or a console view for humans."""
+    numeric = _numeric_level(level)
+    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
     logging.captureWarnings(True)  # Python warnings (Celery's SecurityWarning, deprecations) as JSON lines too
 
 

@@ -45,8 +45,8 @@ def serve(
 
     from shared.settings import get_settings
     from workers.api import create_app
-    from workers.bridge.logs import configure_logging
     from workers.exposure import WeakSecret, refuse_weak_secrets
+    from workers.logging import configure_logging
     from workers.runtime import minio_client, presign_client, session_factory
 
     settings = get_settings()

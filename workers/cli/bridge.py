@@ -80,7 +80,7 @@ def run(
 
     from shared.settings import get_settings
     from workers.bridge.dispatch import celery_dispatch, logged
-    from workers.bridge.logs import configure_logging
+    from workers.logging import configure_logging
     from workers.bridge.runner import (
         SubscriberThread,
         WebhookServer,
