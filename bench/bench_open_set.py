@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.evaluation.recognition import EvalOptions, build_eval_bundle, embed_rows, metrics_for, read_eval_manifest
+from shared.evaluation.recognition import EvalOptions, build_eval_bundle, embed_rows, metrics_for
+from shared.gallery.manifest import read_eval_manifest
 from shared.index import l2_normalize
 from shared.model.factory import decode_side, embedder_from_settings
 from shared.recognition.recognizer import Recognizer

@@ -48,13 +48,12 @@ from rich.table import Table
 from shared.evaluation.recognition import (
     EmbeddedRows,
     EvalOptions,
-    EvalRow,
     build_eval_bundle,
     embed_rows,
     evaluate_embeddings,
     metrics_for,
-    read_eval_manifest,
 )
+from shared.gallery.manifest import EvalRow, read_eval_manifest
 from shared.imaging import ImageDecodeError, decode_photo
 from shared.index import l2_normalize
 from shared.recognition.recognizer import Recognizer

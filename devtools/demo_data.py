@@ -33,7 +33,7 @@ JPEG_QUALITY = 92
 MANIFEST_FIELDS = ("path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split")
 UPLOAD_FIELDS = ("user", "path", "expected_landmark", "source")
 MARKER = ".landmarks-demo"
-UNKNOWN_LANDMARK = "unknown_landmark"  # the manifest kind (shared.evaluation.recognition.UNKNOWN_LANDMARK_KIND)
+UNKNOWN_LANDMARK = "unknown_landmark"  # the manifest kind (shared.gallery.manifest.UNKNOWN_LANDMARK_KIND)
 
 _ACTIVITIES = "gcompris/src/activities"
 _MONUMENTS = f"{_ACTIVITIES}/explore_monuments/resource"

@@ -373,7 +373,6 @@ def build_demo_model(
     imported into the stack; a model built from it and activated (what `landmarks demo run` does, smaller)."""
     from devtools import demo_data
     from shared.db.session import make_engine, make_session_factory, session_scope
-    from shared.evaluation.recognition import read_eval_manifest
     from shared.gallery.catalog import import_rows
     from shared.model.factory import decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.evaluation.recognition import EvalOptions, EvalRow, embed_rows, evaluate_embeddings, landmarks_from_rows
+from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings
 from shared.evaluation.trained_head import train_and_evaluate
+from shared.gallery.manifest import EvalRow, landmarks_from_rows
 from shared.training.curriculum import region_of
 from shared.training.fit import ProgressFn, TrainedModel, TrainingProgress
 from shared.training.service import FinetuneOptions, tune_backbone_state, tuned_embedder

@@ -31,7 +31,7 @@ from shared.recognition.decision import METHOD_GEO, RecognitionResult, Threshold
 from shared.recognition.open_set import OpenSetModel
 
 if TYPE_CHECKING:
-    from shared.evaluation.recognition import EvalRow
+    from shared.gallery.manifest import EvalRow
 
 CURVE_REJECTIONS = (0.90, 0.95, 0.99)
 SUMMARY_KEYS = (

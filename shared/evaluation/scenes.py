@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from shared.evaluation.recognition import EvalOptions, EvalRow, build_eval_bundle, metrics_for
+from shared.evaluation.recognition import EvalOptions, build_eval_bundle, metrics_for
 from shared.evaluation.row_cache import RowCache
 from shared.evaluation.scene_calibration import with_scene_prior
+from shared.gallery.manifest import EvalRow
 from shared.index import l2_normalize
 from shared.recognition.bundle import Bundle
 from shared.recognition.decision import Thresholds

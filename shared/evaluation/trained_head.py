@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from shared.evaluation.open_set import open_set_metrics
-from shared.evaluation.recognition import EmbeddedRows, EvalOptions, EvalRow, landmarks_from_rows, metrics_for
+from shared.evaluation.recognition import EmbeddedRows, EvalOptions, metrics_for
+from shared.gallery.manifest import EvalRow, landmarks_from_rows
 from shared.model.head import project
 from shared.recognition.decision import DecisionParams
 from shared.recognition.recognizer import Recognizer

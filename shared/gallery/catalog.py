@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark
-from shared.evaluation.recognition import UNKNOWN_LANDMARK_KIND, EvalRow
 from shared.gallery.formats import GalleryRow
+from shared.gallery.manifest import UNKNOWN_LANDMARK_KIND, EvalRow
 from shared.storage import ObjectMissing, put_file, stat_object
 
 NEGATIVES_PREFIX = "_negatives"

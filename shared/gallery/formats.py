@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from shared.evaluation.recognition import EvalRow, read_eval_manifest
+from shared.gallery.manifest import EvalRow, read_eval_manifest
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".avif"})
 REFERENCES_DIR = "references"

@@ -21,8 +21,9 @@ def test_default_threshold_keeps_true_photos_and_rejects_planted_ones(shared_dat
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
     from shared.db.models import GalleryRole
-    from shared.evaluation.recognition import embed_rows, read_eval_manifest
+    from shared.evaluation.recognition import embed_rows
     from shared.gallery.cleaning import auto_references, decide_roles, mean_distances
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import GallerySettings, RecognitionSettings, Settings
 

@@ -23,7 +23,8 @@ def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
-    from shared.evaluation.recognition import embed_rows, read_eval_manifest
+    from shared.evaluation.recognition import embed_rows
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import Settings
 

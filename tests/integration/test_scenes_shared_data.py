@@ -21,8 +21,8 @@ def corpus(shared_data: Path) -> tuple[list[Any], np.ndarray, np.ndarray]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
-    from shared.evaluation.recognition import read_eval_manifest
     from shared.evaluation.scenes import embed_rows_with_logits
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import Settings
 

@@ -18,8 +18,9 @@ def reports(shared_data: Path) -> dict[str, Any]:
     manifest = shared_data / "manifest.csv"
     if not manifest.is_file():
         pytest.skip(f"{manifest} is absent")
-    from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings
     from shared.evaluation.trained_head import train_and_evaluate
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import RecognitionSettings, Settings
     from shared.training.trainer import TrainConfig

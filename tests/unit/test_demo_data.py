@@ -35,7 +35,7 @@ from devtools.demo_data import (
     prepare_demo,
     read_uploads,
 )
-from shared.evaluation.recognition import UNKNOWN_LANDMARK_KIND
+from shared.gallery.manifest import UNKNOWN_LANDMARK_KIND
 from workers.cli import demo as cli_demo
 
 # --- a minimal rcc writer (the layout of qtbase's rcc.cpp) ---------------------------------------------------------

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from devtools.stack.testing import drawn_manifest
 from shared.evaluation.finetune import tuning_set
-from shared.evaluation.recognition import read_eval_manifest
+from shared.gallery.manifest import read_eval_manifest
 
 LANDMARKS = {"red-square": 0, "blue-disc": 1}  # slug -> drawn_photo kind; anything else draws no landmark
 

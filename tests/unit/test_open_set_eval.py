@@ -19,7 +19,8 @@ from shared.evaluation.open_set import (
     open_set_metrics,
     summarize,
 )
-from shared.evaluation.recognition import EmbeddedRows, EvalRow, read_eval_manifest
+from shared.evaluation.recognition import EmbeddedRows
+from shared.gallery.manifest import EvalRow, read_eval_manifest
 from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, RecognitionResult, Thresholds
 
 SLUGS = ("a", "b", "c", "d")

@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from shared.evaluation.recognition import (
-    EvalOptions,
-    EvalRow,
-    embed_rows,
-    evaluate_embeddings,
-    landmarks_from_rows,
-    metrics_for,
-    read_eval_manifest,
-)
+from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings, metrics_for
+from shared.gallery.manifest import EvalRow, landmarks_from_rows, read_eval_manifest
 
 HEADER = ["path", "kind", "landmark_id", "landmark_name", "city", "country", "lat", "lon", "split"]
 

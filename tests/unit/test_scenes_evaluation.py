@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.evaluation.recognition import EvalOptions, EvalRow
+from shared.evaluation.recognition import EvalOptions
 from shared.evaluation.scenes import compare_prior
+from shared.gallery.manifest import EvalRow
 
 DIM = 24
 ARCH, PIZZA = 698, 963

@@ -80,7 +80,6 @@ def run(
 
     from shared.settings import get_settings
     from workers.bridge.dispatch import celery_dispatch, logged
-    from workers.logging import configure_logging
     from workers.bridge.runner import (
         SubscriberThread,
         WebhookServer,
@@ -92,6 +91,7 @@ def run(
     from workers.bridge.webhook import create_webhook_app
     from workers.celery_app import app as celery_app
     from workers.exposure import WeakSecret, refuse_weak_secrets
+    from workers.logging import configure_logging
 
     settings = get_settings()
     if source in (Source.webhook, Source.both):
