@@ -69,7 +69,7 @@ def finetune_and_evaluate(
     """
     import torch
 
-    from shared.imaging import ImageDecodeError, decode_photo
+    from shared.imaging.batches import decoded_batches, file_loader
 
     runs = folds + 2  # tuning, final head, folds
 
@@ -80,12 +80,11 @@ def finetune_and_evaluate(
     start = _clock()
     chosen, data = tuning_set(rows)
     images, ok, failed = [], [], []
-    for j, i in enumerate(chosen):
-        try:
-            images.append(decode_photo(rows[i].path, min_side=min_side, max_pixels=max_pixels).image)
-            ok.append(j)
-        except (ImageDecodeError, OSError) as exc:
-            failed.append(f"{rows[i].path}: {exc}")
+    load = file_loader(min_side=min_side, max_pixels=max_pixels)
+    for batch in decoded_batches([rows[i].path for i in chosen], load, batch_size=64):
+        images.extend(batch.images)
+        ok.extend(batch.indices)
+        failed.extend(f"{rows[chosen[j]].path}: {reason}" for j, reason in batch.failed)
     if not images:
         raise ValueError("the manifest has no decodable train landmark photos to tune on")
     data = TrainingData(data.labels[ok], data.num_landmarks, [data.regions[j] for j in ok])

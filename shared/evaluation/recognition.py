@@ -72,7 +72,7 @@ def embed_rows(
 
     A photo that cannot be decoded gets a zero embedding (never matches) and is listed in ``failed``.
     """
-    from shared.imaging import ImageDecodeError, decode_photo
+    from shared.imaging.batches import decoded_batches, file_loader
 
     out: list[np.ndarray | None] = [None] * len(rows)
     gps: list[tuple[float, float] | None] = [None] * len(rows)
@@ -88,22 +88,15 @@ def embed_rows(
         else:
             todo.append(i)
     done = len(rows) - len(todo)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        t0 = time.perf_counter()
-        images, ok = [], []
-        for i in chunk:
-            try:
-                photo = decode_photo(rows[i].path, min_side=min_side, max_pixels=max_pixels)
-            except (ImageDecodeError, OSError) as exc:
-                result.failed.append(f"{rows[i].path}: {exc}")
-                continue
-            images.append(photo.image)
+    load = file_loader(min_side=min_side, max_pixels=max_pixels)
+    for batch in decoded_batches([rows[i].path for i in todo], load, batch_size=batch_size):
+        result.failed.extend(f"{rows[todo[j]].path}: {reason}" for j, reason in batch.failed)
+        ok = [todo[j] for j in batch.indices]
+        for i, photo in zip(ok, batch.photos, strict=True):
             gps[i] = photo.meta.gps
-            ok.append(i)
         t1 = time.perf_counter()
-        vecs = embedder.embed(images) if images else np.zeros((0, 0), np.float32)
-        result.decode_s += t1 - t0
+        vecs = embedder.embed(batch.images) if batch.photos else np.zeros((0, 0), np.float32)
+        result.decode_s += batch.decode_s
         result.embed_s += time.perf_counter() - t1
         result.embedded += len(ok)
         for i, v in zip(ok, vecs, strict=True):
@@ -111,7 +104,7 @@ def embed_rows(
             if cache:
                 g = np.array(gps[i] if gps[i] else (np.nan, np.nan), dtype=np.float64)
                 cache.save(rows[i].path, embedding=v, gps=g)
-        done += len(chunk)
+        done += len(batch.indices) + len(batch.failed)
         if progress:
             progress(done, len(rows))
     timing_file = cache_dir / "timing.json" if cache_dir else None

@@ -43,7 +43,7 @@ def embed_rows_with_logits(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Embeddings (N x D), logits (N x 1000) and the paths that failed to decode (zero rows for those)."""
-    from shared.imaging import ImageDecodeError, decode_photo
+    from shared.imaging.batches import decoded_batches, file_loader
 
     emb: list[np.ndarray | None] = [None] * len(rows)
     logits: list[np.ndarray | None] = [None] * len(rows)
@@ -57,22 +57,17 @@ def embed_rows_with_logits(
             todo.append(i)
     failed: list[str] = []
     done = len(rows) - len(todo)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        images, ok = [], []
-        for i in chunk:
-            try:
-                images.append(decode_photo(rows[i].path, min_side=min_side, max_pixels=max_pixels).image)
-                ok.append(i)
-            except (ImageDecodeError, OSError) as exc:
-                failed.append(f"{rows[i].path}: {exc}")
-        if images:
-            e, lg = embedder.embed_with_logits(images)
-            for i, v, g in zip(ok, e, lg, strict=True):
+    load = file_loader(min_side=min_side, max_pixels=max_pixels)
+    for batch in decoded_batches([rows[i].path for i in todo], load, batch_size=batch_size):
+        failed.extend(f"{rows[todo[j]].path}: {reason}" for j, reason in batch.failed)
+        if batch.photos:
+            e, lg = embedder.embed_with_logits(batch.images)
+            for j, v, g in zip(batch.indices, e, lg, strict=True):
+                i = todo[j]
                 emb[i], logits[i] = v, g
                 if cache:
                     cache.save(rows[i].path, embedding=v, logits=g)
-        done += len(chunk)
+        done += len(batch.indices) + len(batch.failed)
         if progress:
             progress(done, len(rows))
     dim = next((len(v) for v in emb if v is not None), 0)

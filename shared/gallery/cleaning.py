@@ -24,10 +24,10 @@ from shared.db.models import GalleryPhoto, GalleryRole, Landmark
 from shared.db.session import session_scope
 from shared.gallery import mining
 from shared.gallery.catalog import UnknownLandmark
+from shared.imaging.batches import embed_objects
 from shared.index import l2_normalize
 from shared.recognition.build import pick_references
 from shared.recognition.recognizer import EmbedsImages
-from shared.versions.build import embed_objects
 
 HAND_PICKED = "hand-picked"
 SCORED_ROLES = (GalleryRole.train, GalleryRole.candidate)

@@ -28,23 +28,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import ModelVersion
 from shared.db.session import session_scope
-from shared.imaging import ImageDecodeError, decode_photo
+from shared.imaging.batches import (
+    MAX_GALLERY_OBJECT_BYTES,
+    OBJECT_SKIPPED,
+    decoded_batches,
+    embed_objects,
+    object_loader,
+)
 from shared.index import l2_normalize
 from shared.recognition.bundle import Bundle
 from shared.recognition.recognizer import EmbedsImages
-from shared.storage import ObjectMissing, read_object, stat_object
+from shared.storage import ObjectMissing, stat_object
 from shared.training.curriculum import region_of
 from shared.training.fit import FeatureDataset, ProgressFn, TrainingProgress, train_model
 from shared.training.trainer import EpochReport, TrainConfig, TrainingData
 from shared.versions import registry
-from shared.versions.build import (
-    MAX_GALLERY_OBJECT_BYTES,
-    GallerySnapshot,
-    bundle_from_gallery,
-    embed_objects,
-    gallery_snapshot,
-    publish_bundle,
-)
+from shared.versions.build import GallerySnapshot, bundle_from_gallery, gallery_snapshot, publish_bundle
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -113,15 +112,12 @@ def load_images(
 ) -> tuple[list[Image.Image], list[int]]:
     """Decoded photos (shorter side ``min_side``) of the objects that decoded, and their indices (``finetune``
     mode reads each photo once per epoch, so they are decoded once and kept)."""
+    load = object_loader(client, min_side=min_side, max_bytes=MAX_GALLERY_OBJECT_BYTES)
     images: list[Image.Image] = []
     ok: list[int] = []
-    for i, (bucket, key) in enumerate(objects):
-        try:
-            data = read_object(client, bucket, key, max_bytes=MAX_GALLERY_OBJECT_BYTES)
-            images.append(decode_photo(data, min_side=min_side).image)
-            ok.append(i)
-        except (ObjectMissing, ImageDecodeError, ValueError):
-            continue
+    for batch in decoded_batches(objects, load, batch_size=64, skipped=OBJECT_SKIPPED):
+        images.extend(batch.images)
+        ok.extend(batch.indices)
     return images, ok
 
 

@@ -19,15 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark, ModelVersion
 from shared.db.session import session_scope
 from shared.gallery import mining
-from shared.imaging import ImageDecodeError, decode_photo
+from shared.imaging.batches import embed_objects
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle, upload_bundle
-from shared.recognition.recognizer import EmbedsImages
 from shared.recognition.whitening import WhiteningOptions
-from shared.storage import ObjectMissing, read_object
 from shared.versions import registry
-
-MAX_GALLERY_OBJECT_BYTES = 100 * 1024 * 1024
 
 
 @dataclass
@@ -36,13 +32,6 @@ class GallerySnapshot:
     photos: list[tuple[str, str, int, GalleryRole]]  # bucket, key, landmark id, role
     negatives: list[tuple[str, str]]
     unknown_landmarks: list[tuple[str, str]] = field(default_factory=list)  # the operator's landmark-like negatives
-
-
-@dataclass
-class Embedded:
-    embeddings: np.ndarray
-    ok: list[int]
-    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def gallery_snapshot(session: Session) -> GallerySnapshot:
@@ -74,45 +63,6 @@ def gallery_snapshot(session: Session) -> GallerySnapshot:
     return GallerySnapshot(
         list(landmarks.values()), photos, objects(GalleryRole.negative), objects(GalleryRole.unknown_landmark)
     )
-
-
-def embed_objects(
-    client: Minio,
-    embedder: EmbedsImages,
-    objects: Sequence[tuple[str, str]],
-    *,
-    min_side: int,
-    batch_size: int = 16,
-    progress: Callable[[int], None] | None = None,
-) -> Embedded:
-    """Fetch, decode and embed objects in batches; undecodable or missing ones are reported, not fatal."""
-    vectors: list[np.ndarray] = []
-    ok: list[int] = []
-    failed: list[tuple[str, str]] = []
-    batch: list[Any] = []
-    batch_idx: list[int] = []
-
-    def flush() -> None:
-        if batch:
-            vectors.append(embedder.embed(batch))
-            ok.extend(batch_idx)
-            batch.clear()
-            batch_idx.clear()
-
-    for i, (bucket, key) in enumerate(objects):
-        try:
-            data = read_object(client, bucket, key, max_bytes=MAX_GALLERY_OBJECT_BYTES)
-            batch.append(decode_photo(data, min_side=min_side).image)
-            batch_idx.append(i)
-        except (ObjectMissing, ImageDecodeError, ValueError) as exc:
-            failed.append((key, str(exc)))
-        if len(batch) >= batch_size:
-            flush()
-        if progress:
-            progress(1)
-    flush()
-    dim = vectors[0].shape[1] if vectors else 0
-    return Embedded(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), ok, failed)
 
 
 def build_model(
