@@ -61,7 +61,8 @@ class Corpus:
 
 def real_corpus(manifest: Path) -> Corpus | None:
     """Train landmark rows as the gallery, test rows as queries, all train rows to fit distractors on."""
-    from shared.evaluation.recognition import embed_rows, read_eval_manifest
+    from shared.evaluation.recognition import embed_rows
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model.factory import config_from_settings, embedder_from_settings
     from shared.settings import get_settings
 

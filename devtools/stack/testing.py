@@ -374,6 +374,7 @@ def build_demo_model(
     from devtools import demo_data
     from shared.db.session import make_engine, make_session_factory, session_scope
     from shared.gallery.catalog import import_rows
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model.factory import decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options
     from shared.storage import ensure_buckets, make_minio

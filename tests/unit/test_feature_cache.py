@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.imaging.batches import Embedded
 from shared.storage import ObjectInfo
 from shared.training import service
-from shared.versions.build import Embedded
 
 
 def test_an_overwritten_object_is_embedded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,7 +103,8 @@ def eval_command(
     --holdout, or marked "unknown landmark" in the manifest's notes) turned away, everyday photos turned away, known
     landmarks right and wrong, and the operating curve."""
     from shared.evaluation.open_set import apply_holdout, holdout_splits, summarize
-    from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings, read_eval_manifest
+    from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings
+    from shared.gallery.manifest import read_eval_manifest
     from shared.model.factory import config_from_settings, decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options
     from shared.settings import get_settings
