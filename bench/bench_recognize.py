@@ -1,6 +1,6 @@
 """One recognize worker process's own work on a burst of photos, in process: decode on T threads, then one
 recognizer call (letterboxed forward pass + decision) per micro-batch of M photos, exactly as
-``tasks/recognition.py`` runs a micro-batch (``shared.photos.pipeline.recognize_fetched``).
+``tasks/recognition.py`` runs a micro-batch (``shared.photos.recognize.recognize_fetched``).
 
 No broker, object store or database: the photos' bytes are already in memory (what the fetch hands on), so this
 is the ceiling of one worker process and says whether decoding or the network limits it; ``bench_throughput.py``
@@ -42,9 +42,10 @@ from rich.table import Table
 from shared.imaging import decode_photo
 from shared.model import Embedder, EmbedderConfig, resolve_device
 from shared.model.preprocess import letterbox, resize
-from shared.photos.pipeline import FetchedPhoto, PhotoRef, RecognitionOutcome, recognize_fetched
+from shared.photos.recognize import FetchedPhoto, PhotoRef, recognize_fetched
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo
+from shared.recognition.outcome import RecognitionOutcome
 from shared.recognition.recognizer import Recognizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recognize.json"

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared.errors import TransientError
 from shared.gallery import mining
-from shared.photos import pipeline
+from shared.photos import apply
 from shared.photos.failures import record_failure_if_current
 from tasks.context import context
 
@@ -28,7 +28,7 @@ RETRYABLE = (TransientError, OperationalError)
 def apply_recognition(photo_id: str, etag: str | None, model_version_id: int, outcome: dict[str, Any]) -> str:
     ctx = context()
     with ctx.session() as session:
-        result = pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+        result = apply.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
         if result == "applied" and ctx.settings.gallery.mine_uploads:  # opt-in: GPS-near uploads as candidates
             mining.mine_photo(session, uuid.UUID(photo_id), radius_km=ctx.settings.gallery.mining_radius_km)
         return result

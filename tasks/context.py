@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.session import make_engine, make_session_factory, session_scope
 from shared.model.accelerator import decode_threads, micro_batch_size
-from shared.photos.pipeline import PhotoRecognizer
+from shared.recognition.outcome import PhotoRecognizer
 from shared.settings import Settings, get_settings
 from shared.storage import make_minio
 from shared.versions import registry

@@ -53,7 +53,8 @@ from sqlalchemy.orm import Session
 
 from shared.errors import PermanentError, TransientError
 from shared.model.accelerator import micro_batch_size
-from shared.photos import pipeline
+from shared.photos import recognize
+from shared.recognition.outcome import PhotoRecognizer, RecognitionOutcome
 from tasks.context import WorkerContext, context
 
 log = structlog.get_logger(__name__)
@@ -157,7 +158,7 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
         return {"action": "skipped"}
     version_id, recognizer = ctx.recognizer()  # a model that kills its worker on load is no photo's fault
     with ctx.session() as session:
-        pipeline.begin_runs(session, [pid])
+        recognize.begin_runs(session, [pid])
     try:
         result = recognize_or_fail(ctx, recognizer, ref)
         return deliver(photo_id, ref, version_id, result, task_name=self.name, task_id=self.request.id)
@@ -166,11 +167,11 @@ def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
 
 
 def recognize_or_fail(
-    ctx: WorkerContext, recognizer: pipeline.PhotoRecognizer, ref: pipeline.PhotoRef
-) -> pipeline.RecognitionOutcome | PermanentError:
+    ctx: WorkerContext, recognizer: PhotoRecognizer, ref: recognize.PhotoRef
+) -> RecognitionOutcome | PermanentError:
     """One photo's outcome, or the permanent failure to record for it (anything else is raised)."""
     try:
-        return pipeline.recognize_object(
+        return recognize.recognize_object(
             ctx.minio,
             recognizer,
             ref,
@@ -184,9 +185,9 @@ def recognize_or_fail(
 
 def claim(
     session: Session, photo_id: uuid.UUID, ctx: WorkerContext, *, task_id: str | None
-) -> pipeline.PhotoRef | None:
+) -> recognize.PhotoRef | None:
     """claim_photo with this fleet's limit on runs that died with their worker."""
-    return pipeline.claim_photo(
+    return recognize.claim_photo(
         session,
         photo_id,
         max_deliveries=ctx.settings.recognition.max_deliveries,
@@ -199,7 +200,7 @@ def end_runs(ctx: WorkerContext, photo_ids: Sequence[uuid.UUID]) -> None:
     """Close the photos' runs; a database that fails here costs them one counted run, never the result."""
     try:
         with ctx.session() as session:
-            pipeline.end_runs(session, photo_ids)
+            recognize.end_runs(session, photo_ids)
     except RETRYABLE as exc:
         log.warning("end_runs_failed", photos=len(photo_ids), error=str(exc))
 
@@ -253,7 +254,7 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
             else:  # as a plain run that raised: failed, acknowledged, left to the sweep
                 out[request.id] = PhotoRun(None, states.FAILURE, exc)
 
-    refs: dict[str, pipeline.PhotoRef] = {}
+    refs: dict[str, recognize.PhotoRef] = {}
     for photo_id in groups:
         try:
             with ctx.session() as session:
@@ -278,13 +279,13 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
         pids = [uuid.UUID(p) for p in ids]
         try:
             with ctx.session() as session:
-                pipeline.begin_runs(session, pids)
+                recognize.begin_runs(session, pids)
         except Exception as exc:
             for photo_id in ids:
                 settle(photo_id, exc=exc)
             return
         try:
-            outcomes = pipeline.recognize_objects(
+            outcomes = recognize.recognize_objects(
                 ctx.minio,
                 recognizer,
                 [refs[p] for p in ids],
@@ -322,9 +323,9 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
 
 def deliver(
     photo_id: str,
-    ref: pipeline.PhotoRef,
+    ref: recognize.PhotoRef,
     version_id: int,
-    result: pipeline.RecognitionOutcome | PermanentError,
+    result: RecognitionOutcome | PermanentError,
     *,
     task_name: str,
     task_id: str | None,

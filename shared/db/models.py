@@ -177,7 +177,7 @@ class Photo(Base):
         _enum(PhotoStatus, "photo_status"), nullable=False, default=PhotoStatus.pending, index=True
     )
     error: Mapped[str | None] = mapped_column(Text)
-    # Recognition runs begun and never ended (the worker died); shared.photos.pipeline fails the photo as worker_lost
+    # Recognition runs begun and never ended (the worker died); shared.photos.recognize fails the photo as worker_lost
     # at recognition.max_deliveries instead of handing it to the next worker.
     delivery_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))

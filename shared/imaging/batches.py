@@ -2,7 +2,7 @@
 
 Photos are read (from object storage or from files), decoded and handed to the network a batch at a time; a photo
 that cannot be read or decoded is reported with its reason and skipped, and the batch goes on. The recognize
-worker's own path (:mod:`shared.photos.pipeline`) decodes on threads and turns each failure into a recorded task
+worker's own path (:mod:`shared.photos.recognize`) decodes on threads and turns each failure into a recorded task
 error, so it keeps its own loop over :func:`shared.imaging.decode_photo`.
 """
 

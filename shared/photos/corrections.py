@@ -1,7 +1,7 @@
 """User corrections of albums: reject a photo from a landmark's album, or assign it to one by hand.
 
 A correction is the user's word on one (photo, landmark) pair, the latest one wins, and automatic recognition
-never overrides it: :func:`overridden_landmarks` is what ``shared.photos.pipeline.apply_recognition`` leaves out of the
+never overrides it: :func:`overridden_landmarks` is what ``shared.photos.apply.apply_recognition`` leaves out of the
 photo's automatic memberships. Assignments are album entries of source ``manual``, which recognition does not
 touch. Rejections are negative examples and assignments positive candidates for training: the correction row
 always records that, and the photo joins the gallery (role ``rejected`` / ``candidate``, source ``user``, pointing

@@ -202,12 +202,12 @@ class Recognizer:
         return list(zip(results, scene_tags(logits, self.scene_mapping, self.scenes.threshold), strict=True))
 
     def recognize_photos(self, photos: list[DecodedPhoto]) -> list[list[Any]]:
-        """``shared.photos.pipeline.PhotoRecognizer``: per photo, its matches by slug (one "none" entry when none)."""
+        """``shared.recognition.outcome.PhotoRecognizer``: per photo, its matches by slug (one "none" when none)."""
         return [matches for matches, _ in self.recognize_photos_with_scenes(photos)]
 
     def recognize_photos_with_scenes(self, photos: list[DecodedPhoto]) -> list[tuple[list[Any], dict[str, float]]]:
-        """``shared.photos.pipeline.TagsScenes``: per photo, its matches by slug and its scene tags."""
-        from shared.photos.pipeline import LandmarkMatch
+        """``shared.recognition.outcome.TagsScenes``: per photo, its matches by slug and its scene tags."""
+        from shared.recognition.outcome import LandmarkMatch
 
         out: list[tuple[list[Any], dict[str, float]]] = []
         for r, tags in self.recognize_with_scenes(photos):

@@ -28,7 +28,7 @@ from shared.db.models import (
     User,
 )
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 from shared.settings import ApiClient, Settings
 from shared.storage import make_minio
 from workers.api import album_page_url, create_app

@@ -1,4 +1,4 @@
-"""shared.photos.corrections and its one hook in shared.photos.pipeline, called directly against the real PostgreSQL."""
+"""shared.photos.corrections and its one hook in shared.photos.apply, called directly against the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import Landmark, ModelStatus, ModelVersion
 from shared.photos import corrections
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 
 pytestmark = pytest.mark.integration
 

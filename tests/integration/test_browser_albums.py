@@ -30,7 +30,7 @@ from shared.db import migrate
 from shared.db.models import City, Landmark, ModelStatus, ModelVersion
 from shared.db.session import make_engine, make_session_factory, session_scope
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 from shared.settings import ApiClient, Settings
 from shared.storage import ensure_buckets
 from workers.api import create_app

@@ -29,7 +29,7 @@ from shared.db import migrate
 from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoStatus, TaskFailure
 from shared.errors import PermanentError
 from shared.ops.failures import get_failure, list_failures, plan_retry
-from shared.photos import pipeline
+from shared.photos import apply, recognize
 from shared.photos import records as photos
 from shared.photos.failures import record_failure
 from shared.settings import Settings
@@ -128,10 +128,10 @@ def jpeg(image: Image.Image) -> bytes:
 def process(factory: sessionmaker[Session], client: Minio, recognizer, photo_id: uuid.UUID, version_id: int) -> str:
     """What the recognize and albums tasks do for one photo, with the same service calls."""
     with factory.begin() as session:
-        ref = pipeline.claim_photo(session, photo_id)
+        ref = recognize.claim_photo(session, photo_id)
     assert ref is not None
     try:
-        outcome = pipeline.recognize_object(client, recognizer, ref, max_bytes=10_000_000, max_pixels=50_000_000)
+        outcome = recognize.recognize_object(client, recognizer, ref, max_bytes=10_000_000, max_pixels=50_000_000)
     except PermanentError as exc:
         with factory.begin() as session:
             record_failure(session, task_name="recognition.recognize_photo", task_id="t-1", reason=exc.reason,
@@ -139,7 +139,7 @@ def process(factory: sessionmaker[Session], client: Minio, recognizer, photo_id:
                            traceback=traceback.format_exc(limit=5))  # fmt: skip
         return "failed"
     with factory.begin() as session:
-        return pipeline.apply_recognition(session, photo_id, ref.etag, version_id, outcome.to_json())
+        return apply.apply_recognition(session, photo_id, ref.etag, version_id, outcome.to_json())
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from shared.db.models import Landmark, ModelStatus, ModelVersion, Photo, PhotoSt
 from shared.ops import jobs
 from shared.ops.selectors import PhotoSelector, SelectorError, select_photo_ids
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 from shared.settings import Settings
 from workers.celery_app import LIVE_PRIORITY, REPROCESS_PRIORITY, make_celery
 from workers.fleet import RECOGNIZE_TASK, priority_key, queue_depths, send_recognitions

@@ -2,7 +2,7 @@
 PostgreSQL database of its own: warm shutdown mid-task, JSON log lines, metrics, and `status --json`.
 
 The worker runs one test task besides the project's: ``albums.slow_apply`` sleeps, then calls the real
-``shared.photos.pipeline.apply_recognition``, so a SIGTERM reliably lands while a photo is being processed.
+``shared.photos.apply.apply_recognition``, so a SIGTERM reliably lands while a photo is being processed.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ WORKER_APP = '''
 import time
 import uuid
 
-from shared.photos import pipeline
+from shared.photos import apply
 from tasks.context import context
 from workers.celery_app import app
 
@@ -67,7 +67,7 @@ from workers.celery_app import app
 def slow_apply(photo_id, etag, model_version_id, outcome, delay_s):
     time.sleep(delay_s)
     with context().session() as session:
-        return pipeline.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
+        return apply.apply_recognition(session, uuid.UUID(photo_id), etag, model_version_id, outcome)
 '''
 OUTCOME = {"matches": [{"landmark": "w_tower", "score": 0.9, "method": "global+verified", "verified": True}]}
 

@@ -20,7 +20,7 @@ from shared.db.models import (
 )
 from shared.photos import albums
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 
 pytestmark = pytest.mark.integration
 

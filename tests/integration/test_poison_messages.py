@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import migrate
 from shared.db.models import Photo, PhotoStatus, TaskFailure, User
 from shared.db.session import make_engine, make_session_factory, session_scope
-from shared.photos import pipeline
+from shared.photos import recognize
+from shared.recognition.outcome import RecognitionOutcome
 from shared.settings import RecognitionSettings, Settings
 from tasks import recognition
 from tasks.context import WorkerContext
@@ -45,12 +46,12 @@ class Context(WorkerContext):
 
 
 def fake_recognize(
-    _client: object, _recognizer: object, refs: Sequence[pipeline.PhotoRef], **_kwargs: object
-) -> list[pipeline.RecognitionOutcome]:
+    _client: object, _recognizer: object, refs: Sequence[recognize.PhotoRef], **_kwargs: object
+) -> list[RecognitionOutcome]:
     """Recognise every photo, except that the poison photo kills the process, as a pixel bomb's MemoryError can."""
     if any(ref.key == POISON for ref in refs):
         os._exit(137)
-    return [pipeline.RecognitionOutcome(matches=[], meta={"batch_size": len(refs)}) for _ in refs]
+    return [RecognitionOutcome(matches=[], meta={"batch_size": len(refs)}) for _ in refs]
 
 
 def record_delivery(log: Path) -> Any:
@@ -154,15 +155,15 @@ def test_runs_that_end_never_count(scratch: tuple[str, Engine, sessionmaker[Sess
     [photo_id] = add_photos(factory, ["users/alice/retried.jpg"])
     for _ in range(2 * MAX_DELIVERIES):  # e.g. S3 down: every run ends in a retry
         with session_scope(factory) as session:
-            ref = pipeline.claim_photo(session, photo_id, max_deliveries=MAX_DELIVERIES)
+            ref = recognize.claim_photo(session, photo_id, max_deliveries=MAX_DELIVERIES)
             assert ref is not None and ref.deliveries == 0
-            pipeline.begin_runs(session, [photo_id])
+            recognize.begin_runs(session, [photo_id])
         with session_scope(factory) as session:
-            pipeline.end_runs(session, [photo_id])
+            recognize.end_runs(session, [photo_id])
     with session_scope(factory) as session:
-        pipeline.begin_runs(session, [photo_id])  # this one died
+        recognize.begin_runs(session, [photo_id])  # this one died
     with session_scope(factory) as session:
-        ref = pipeline.claim_photo(session, photo_id, max_deliveries=MAX_DELIVERIES)
+        ref = recognize.claim_photo(session, photo_id, max_deliveries=MAX_DELIVERIES)
         assert ref is not None and ref.deliveries == 1
 
 
@@ -172,8 +173,8 @@ def test_new_content_starts_a_fresh_count(scratch: tuple[str, Engine, sessionmak
     _url, _engine, factory = scratch
     [photo_id] = add_photos(factory, ["users/alice/replaced.jpg"])
     with session_scope(factory) as session:
-        pipeline.begin_runs(session, [photo_id])
-        pipeline.begin_runs(session, [photo_id])
+        recognize.begin_runs(session, [photo_id])
+        recognize.begin_runs(session, [photo_id])
     with session_scope(factory) as session:
         photos.record_created(
             session, bucket="photos", key="users/alice/replaced.jpg", etag="e2", size=1, content_type=None,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Landmark, ModelStatus, ModelVersion, SceneTag
 from shared.photos import records as photos
-from shared.photos.pipeline import apply_recognition
+from shared.photos.apply import apply_recognition
 from shared.scenes.store import UnknownUserError, list_scene_albums
 
 pytestmark = pytest.mark.integration

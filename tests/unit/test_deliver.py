@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.errors import PermanentError
-from shared.photos.pipeline import PhotoRef
+from shared.photos.recognize import PhotoRef
 
 
 def test_a_failure_travels_with_the_etag_it_was_computed_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,9 @@ from PIL import Image
 
 from shared.errors import PermanentError, ServiceUnavailable
 from shared.imaging import DecodedPhoto
-from shared.photos import pipeline
-from shared.photos.pipeline import FetchedPhoto, LandmarkMatch, PhotoRef, RecognitionOutcome, recognize_fetched
+from shared.photos import recognize
+from shared.photos.recognize import FetchedPhoto, PhotoRef, recognize_fetched
+from shared.recognition.outcome import LandmarkMatch, RecognitionOutcome
 
 MIN_SIDE = 64
 
@@ -127,7 +128,7 @@ def test_a_gpu_workers_batch_is_fetched_and_decoded_on_several_threads(monkeypat
     objects = {f"users/u/{i}.jpg": jpeg((100 + i, 80), (i, 2 * i, 3 * i)) for i in range(12)}
     fetched_on: list[str] = []
     decoded_on: list[str] = []
-    real_decode = pipeline.decode_photo
+    real_decode = recognize.decode_photo
 
     def fetch(_client: object, photo: PhotoRef, *, max_bytes: int) -> FetchedPhoto:
         fetched_on.append(threading.current_thread().name)
@@ -139,12 +140,12 @@ def test_a_gpu_workers_batch_is_fetched_and_decoded_on_several_threads(monkeypat
         decoded_on.append(threading.current_thread().name)
         return real_decode(data, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fetch_photo", fetch)
-    monkeypatch.setattr(pipeline, "decode_photo", decode)
+    monkeypatch.setattr(recognize, "fetch_photo", fetch)
+    monkeypatch.setattr(recognize, "decode_photo", decode)
     recognizer = RecordingRecognizer()
     refs = [ref(f"{i}.jpg") for i in range(12)]
 
-    results = pipeline.recognize_objects(None, recognizer, refs, max_bytes=10**6, max_pixels=10**7, threads=4)  # type: ignore[arg-type]
+    results = recognize.recognize_objects(None, recognizer, refs, max_bytes=10**6, max_pixels=10**7, threads=4)  # type: ignore[arg-type]
 
     assert len(recognizer.calls) == 1 and len(recognizer.calls[0]) == 11
     assert isinstance(results[5], ServiceUnavailable)

@@ -1,9 +1,8 @@
-"""The upload pipeline's steps, free of Celery: claim a photo, recognise its object, apply the result.
+"""The recognize step, free of Celery: claim a photo, fetch and decode it, recognise it.
 
 ``recognize_objects`` runs on the recognize workers: fetch and decode each photo of a micro-batch (on several
 threads on a GPU worker), then embed and decide all of them in one call (``recognize_object`` is the batch of
-one). ``apply_recognition`` runs on the
-albums workers: recognitions, scene tags, photo metadata and album membership in one transaction.
+one). The outcome goes to the apply step (:mod:`shared.photos.apply`) through the albums queue.
 """
 
 from __future__ import annotations
@@ -12,20 +11,18 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from minio import Minio
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from shared.db.models import Landmark, ModelVersion, Photo, PhotoStatus, Recognition, RecognitionMethod
+from shared.db.models import Photo, PhotoStatus
 from shared.errors import PermanentError
 from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DecodedPhoto, ImageDecodeError, decode_photo
-from shared.photos import albums, corrections
-from shared.photos.failures import record_failure, resolve_failures
-from shared.scenes.store import set_scene_tags
+from shared.photos.failures import record_failure
+from shared.recognition.outcome import PhotoRecognizer, RecognitionOutcome, TagsScenes
 from shared.storage import ObjectMissing, read_object
 
 
@@ -36,50 +33,6 @@ class PhotoRef:
     key: str
     etag: str | None
     deliveries: int = 0  # runs begun on the photo that never ended: a worker died with it (begin_runs)
-
-
-@dataclass
-class LandmarkMatch:
-    """One decision, JSON-serialisable so it travels between queues (landmark by slug, None = no landmark)."""
-
-    landmark: str | None
-    score: float
-    method: str
-    verified: bool = False
-
-
-@dataclass
-class RecognitionOutcome:
-    matches: list[LandmarkMatch]
-    meta: dict[str, Any]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    scenes: dict[str, float] = field(default_factory=dict)  # scene label -> score (``shared.scenes``)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "matches": [asdict(m) for m in self.matches],
-            "meta": self.meta,
-            "timings_ms": self.timings_ms,
-            "scenes": self.scenes,
-        }
-
-
-class PhotoRecognizer(Protocol):
-    """What the pipeline needs of a loaded model version (see ``shared.recognition``)."""
-
-    version: str
-    min_side: int
-
-    def recognize_photos(self, photos: list[DecodedPhoto]) -> list[list[LandmarkMatch]]: ...
-
-
-@runtime_checkable
-class TagsScenes(Protocol):
-    """A recognizer that also tags scenes from the same forward pass (``shared.recognition.Recognizer``)."""
-
-    def recognize_photos_with_scenes(
-        self, photos: list[DecodedPhoto]
-    ) -> list[tuple[list[LandmarkMatch], dict[str, float]]]: ...
 
 
 def claim_photo(
@@ -238,6 +191,8 @@ class Decoded:
 
 
 T = TypeVar("T")
+
+
 R = TypeVar("R")
 
 
@@ -308,75 +263,3 @@ def _photo_meta(photo: DecodedPhoto) -> dict[str, Any]:
         "gps": list(meta.gps) if meta.gps else None,
         "taken_at": meta.taken_at.isoformat() if meta.taken_at else None,
     }
-
-
-def apply_recognition(
-    session: Session, photo_id: uuid.UUID, etag: str | None, model_version_id: int, outcome: dict[str, Any]
-) -> str:
-    """Write the outcome of one model version for one photo; replaying it changes nothing.
-
-    Returns ``applied`` or why it was skipped (``stale``: the object changed or was deleted meanwhile;
-    ``superseded``: the photo already holds the result of a version activated after this one).
-    """
-    photo = session.get(Photo, photo_id, with_for_update=True)
-    if photo is None or photo.status == PhotoStatus.deleted or photo.etag != etag:
-        return "stale"
-    if _superseded(session, photo.model_version_id, model_version_id):
-        return "superseded"
-    matches = [LandmarkMatch(**m) for m in outcome["matches"]]
-    slugs = {m.landmark for m in matches if m.landmark}
-    ids = dict(session.execute(select(Landmark.slug, Landmark.id).where(Landmark.slug.in_(slugs))).all())
-    session.execute(
-        delete(Recognition).where(Recognition.photo_id == photo_id, Recognition.model_version_id == model_version_id)
-    )
-    rows = [m for m in matches if m.landmark in ids] or [LandmarkMatch(None, _best_score(matches), "none")]
-    for rank, match in enumerate(rows):
-        session.add(
-            Recognition(
-                photo_id=photo_id,
-                model_version_id=model_version_id,
-                rank=rank,
-                landmark_id=ids.get(match.landmark) if match.landmark else None,
-                score=match.score,
-                method=RecognitionMethod(match.method),
-                verified=match.verified,
-            )
-        )
-    set_scene_tags(session, photo_id, model_version_id, outcome.get("scenes") or {})
-    meta = outcome.get("meta") or {}
-    if meta.get("gps"):
-        photo.lat, photo.lon = meta["gps"]
-    if meta.get("taken_at"):
-        photo.taken_at = datetime.fromisoformat(meta["taken_at"])
-    photo.width, photo.height = meta.get("width"), meta.get("height")
-    photo.status, photo.error = PhotoStatus.done, None
-    photo.model_version_id = model_version_id
-    photo.processed_at = func.now()
-    resolve_failures(session, photo_id)
-    assert photo.owner_id is not None
-    # A user's reject or assign of a landmark for this photo outranks every model version.
-    overridden = corrections.overridden_landmarks(session, photo_id)
-    scores = {ids[m.landmark]: m.score for m in matches if m.landmark in ids and ids[m.landmark] not in overridden}
-    albums.set_photo_landmarks(session, photo_id, photo.owner_id, scores)
-    return "applied"
-
-
-def _superseded(session: Session, current_id: int | None, incoming_id: int) -> bool:
-    """Whether the photo's current result comes from a version activated later than the incoming one's.
-
-    "Later" is by activation time, not by id, so a rollback (activating an older version again) applies that
-    version's results once more, while a worker still running the previous version cannot undo a newer result.
-    """
-    if current_id is None or current_id == incoming_id:
-        return False
-    activated = dict(
-        session.execute(
-            select(ModelVersion.id, ModelVersion.activated_at).where(ModelVersion.id.in_([current_id, incoming_id]))
-        ).all()
-    )
-    current, incoming = activated.get(current_id), activated.get(incoming_id)
-    return current is not None and (incoming is None or incoming < current)
-
-
-def _best_score(matches: list[LandmarkMatch]) -> float:
-    return max((m.score for m in matches), default=0.0)
