@@ -201,3 +201,12 @@ def list_objects(
         raise
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise _unavailable(client, exc) from exc
+
+
+def object_exists(client: Minio, bucket: str, key: str) -> bool:
+    """Whether the object is there now (a delete event is applied only once this says no)."""
+    try:
+        stat_object(client, bucket, key)
+    except ObjectMissing:
+        return False
+    return True

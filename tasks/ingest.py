@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -12,18 +11,17 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
 from shared.errors import TransientError
-from shared.events import CREATED, ObjectEvent
+from shared.events import ObjectEvent
 from shared.ops import sweep
 from shared.photos import records as photos
 from shared.photos.failures import record_failure
-from shared.storage import ObjectInfo, ObjectMissing, list_objects, stat_object
+from shared.storage import ObjectMissing, object_exists, stat_object
 from tasks.context import context
 from tasks.priorities import REPROCESS_PRIORITY
 
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (TransientError, OperationalError)
-SWEEP_SOURCE = "landmarks:reconcile"
 
 
 @worker_process_init.connect
@@ -65,7 +63,7 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
     try:
         info = stat_object(ctx.minio, event.bucket, event.key)
     except ObjectMissing as exc:
-        if event.source == SWEEP_SOURCE:
+        if event.source == sweep.SWEEP_SOURCE:
             return {"action": "ignored", "reason": "object gone since the sweep listed it"}
         with ctx.session() as session:
             record_failure(
@@ -104,38 +102,23 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
     return {"action": result.action, "photo_id": str(result.photo_id) if result.photo_id else None}
 
 
-def object_exists(client: Any, bucket: str, key: str) -> bool:
-    try:
-        stat_object(client, bucket, key)
-    except ObjectMissing:
-        return False
-    return True
-
-
 def reconcile_bucket(bucket: str) -> dict[str, Any]:
-    """The sweep (shared.ops.sweep): objects without a row get a created event carrying the listed eTag and size,
-    deleted rows whose object is listed come back, lost deletes are applied once a stat confirms them (within
-    sweep_max_delete_share), and photos whose task was lost are re-enqueued behind fresh uploads."""
+    """The sweep (:func:`shared.ops.sweep.reconcile_bucket`), its events and requeues sent through Celery."""
     from tasks.recognition import recognize_photo
 
     ctx = context()
     settings = ctx.settings
-
-    def send_created(info: ObjectInfo) -> None:
-        event = ObjectEvent(CREATED, bucket, info.key, info.size, info.etag, None, {}, datetime.now(UTC), SWEEP_SOURCE)
-        object_event.delay(event.to_record())
 
     def requeue(photo_ids: Sequence[Any]) -> None:
         for photo_id in photo_ids:
             # Behind fresh uploads: during a reprocessing backlog these may simply be waiting their turn.
             recognize_photo.apply_async(args=[str(photo_id)], priority=REPROCESS_PRIORITY)
 
-    report = sweep.sweep_bucket(
+    report = sweep.reconcile_bucket(
         ctx.session_factory,
+        ctx.minio,
         bucket,
-        list_after=lambda after: list_objects(ctx.minio, bucket, start_after=after),
-        exists=lambda key: object_exists(ctx.minio, bucket, key),
-        send_created=send_created,
+        send_event=lambda record: object_event.delay(record),
         requeue=requeue,
         page_size=settings.sweep_page_size,
         max_delete_share=settings.sweep_max_delete_share,

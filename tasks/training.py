@@ -1,4 +1,4 @@
-"""Celery tasks of the `training` queue: a thin shell over :func:`shared.training.service.train_model_version`.
+"""Celery tasks of the `training` queue: a thin shell over :func:`shared.training.service.train_from_options`.
 
 Progress goes to the result backend as task state ``PROGRESS`` with the phase, stage, epoch and loss.
 ``options["mode"]`` is ``features`` (default: the head on cached backbone features) or ``finetune`` (the last
@@ -8,14 +8,12 @@ bundle then carries them; ``options["head"]`` False publishes the tuned backbone
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.orm import Session
 
 from shared.db.models import ModelVersion
 from shared.training import jobs
@@ -23,60 +21,6 @@ from tasks.context import context
 
 log = structlog.get_logger(__name__)
 DEFAULT_LEASE_S = 4 * 3600.0  # without a time limit: the broker's default visibility timeout
-
-MODES = ("features", "finetune")
-
-
-def train_from_options(
-    options: dict[str, Any],
-    *,
-    activate: bool = False,
-    progress: Callable[[Any], None] | None = None,
-    on_registered: Callable[[Session, ModelVersion], None] | None = None,
-) -> ModelVersion:
-    """Build the config and the runtime pieces from settings and train (also used by the CLI's ``--wait``)."""
-    from shared.model.factory import decode_side, embedder_from_settings
-    from shared.storage import ensure_buckets
-    from shared.training.service import FinetuneOptions, train_model_version
-    from shared.training.trainer import TrainConfig
-
-    mode = options.get("mode", "features")
-    if mode not in MODES:
-        raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(MODES)}")
-    ctx = context()
-    settings = ctx.settings
-    rec = settings.recognition
-    embedder = embedder_from_settings(rec, cached=False)
-    embedder_config = embedder.config
-    known = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in options.items() if k in known})
-    finetune = None
-    if mode == "finetune":
-        finetune = FinetuneOptions(
-            blocks=int(options.get("blocks", 2)),
-            device=rec.device,
-            weights_path=rec.weights_path,
-            cached_views=int(options.get("cached_views", 0)),
-            head=bool(options.get("head", True)),
-        )
-    client = ctx.minio
-    ensure_buckets(client, [settings.s3.models_bucket])
-    return train_model_version(
-        ctx.session_factory,
-        client,
-        embedder,
-        config,
-        models_bucket=settings.s3.models_bucket,
-        model_store=settings.model_store,
-        min_side=decode_side(embedder_config),
-        feature_cache=settings.state_dir / "training-features" / embedder.cache_key(),  # features mode only
-        folds=int(options.get("folds", 5)),
-        rejection=rec.non_landmark_rejection,
-        activate=activate,
-        progress=progress,
-        finetune=finetune,
-        on_registered=on_registered,
-    )
 
 
 @shared_task(name="training.train_model", bind=True, acks_late=True)
@@ -106,8 +50,19 @@ def train_model(self: Any, options: dict[str, Any], activate: bool = False) -> d
     def done(session: Any, row: ModelVersion) -> None:
         jobs.finish(session, job_id, row)
 
+    from shared.training import service
+
+    ctx = context()
     try:
-        row = train_from_options(options, activate=activate, progress=report, on_registered=done)
+        row = service.train_from_options(
+            ctx.settings,
+            ctx.session_factory,
+            ctx.minio,
+            options,
+            activate=activate,
+            progress=report,
+            on_registered=done,
+        )
     except BaseException as exc:  # SoftTimeLimitExceeded too: recorded, then raised as Celery expects
         reason = "time_limit" if isinstance(exc, SoftTimeLimitExceeded) else type(exc).__name__
         with context().session() as session:

@@ -28,6 +28,7 @@ from shared.imaging.batches import embed_objects
 from shared.index import l2_normalize
 from shared.recognition.build import pick_references
 from shared.recognition.recognizer import EmbedsImages
+from shared.settings import RecognitionSettings, Settings
 
 HAND_PICKED = "hand-picked"
 SCORED_ROLES = (GalleryRole.train, GalleryRole.candidate)
@@ -187,3 +188,37 @@ def clean_gallery(
         if landmark or result.kept + result.rejected + result.failed + result.left:
             report.landmarks.append(result)  # landmarks with nothing to judge stay out of the report
     return report
+
+
+def embedder_for(rec: RecognitionSettings) -> tuple[EmbedsImages, int]:
+    """The backbone embedder of the settings (what `model build` embeds with) and its decode size, made once
+    per process by the model factory; the network itself loads on first use."""
+    from shared.model.factory import decode_side, embedder_from_settings
+
+    embedder = embedder_from_settings(rec)
+    return embedder, decode_side(embedder.config)
+
+
+def run_cleaning(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    client: Minio,
+    *,
+    landmark: str | None = None,
+    include_rejected: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> CleaningReport:
+    """What the task and `landmarks gallery clean --wait` both run, with the settings' threshold and model."""
+    embedder, min_side = embedder_for(settings.recognition)
+    return clean_gallery(
+        factory,
+        client,
+        embedder,
+        max_distance=settings.gallery.cleaning_max_distance,
+        min_side=min_side,
+        n_auto_references=settings.gallery.auto_references,
+        landmark=landmark,
+        include_rejected=include_rejected,
+        batch_size=settings.recognition.batch_size,
+        progress=progress,
+    )

@@ -26,11 +26,12 @@ from shared.db.models import Photo, PhotoStatus, SweepCursor
 from shared.db.session import session_scope
 from shared.ops.locks import SWEEP_LOCK, advisory_lock, lock_key
 from shared.photos import records as photos
-from shared.storage import ObjectInfo
+from shared.storage import ObjectInfo, list_objects, object_exists
 
 log = structlog.get_logger(__name__)
 
 #: Deleting this many rows is always allowed, whatever the share (a small bucket losing a few delete events).
+SWEEP_SOURCE = "landmarks:reconcile"  # the event source of the objects a sweep found without a row
 MIN_DELETES = 10
 REMOVE_BATCH = 200
 
@@ -249,3 +250,38 @@ def sweep_bucket(
         requeue(stuck)
         sweep.report.requeued = len(stuck)
         return sweep.report
+
+
+def reconcile_bucket(
+    factory: sessionmaker[Session],
+    client: Any,
+    bucket: str,
+    *,
+    send_event: Callable[[dict[str, Any]], None],
+    requeue: Requeue,
+    page_size: int = 1000,
+    max_delete_share: float = 0.10,
+    stuck_after_s: float = 600.0,
+) -> SweepReport:
+    """The sweep against object storage: objects without a row are sent as created events (``send_event`` takes
+    the record, carrying the listed eTag and size), and photos whose task was lost go to ``requeue``. The ingest
+    task and `landmarks reconcile --wait` both run it, each with its own way to reach the broker."""
+    from datetime import UTC
+
+    from shared.events import CREATED, ObjectEvent
+
+    def send_created(info: ObjectInfo) -> None:
+        event = ObjectEvent(CREATED, bucket, info.key, info.size, info.etag, None, {}, datetime.now(UTC), SWEEP_SOURCE)
+        send_event(event.to_record())
+
+    return sweep_bucket(
+        factory,
+        bucket,
+        list_after=lambda after: list_objects(client, bucket, start_after=after),
+        exists=lambda key: object_exists(client, bucket, key),
+        send_created=send_created,
+        requeue=requeue,
+        page_size=page_size,
+        max_delete_share=max_delete_share,
+        stuck_after_s=stuck_after_s,
+    )

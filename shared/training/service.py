@@ -38,6 +38,7 @@ from shared.imaging.batches import (
 from shared.index import l2_normalize
 from shared.recognition.bundle import Bundle
 from shared.recognition.recognizer import EmbedsImages
+from shared.settings import Settings
 from shared.storage import ObjectMissing, stat_object
 from shared.training.curriculum import region_of
 from shared.training.fit import FeatureDataset, ProgressFn, TrainingProgress, train_model
@@ -323,3 +324,59 @@ def _headless_bundle(
         metrics=metrics,
     )
     return replace(bundle, backbone_state=backbone_state)
+
+
+MODES = ("features", "finetune")
+
+
+def train_from_options(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    client: Minio,
+    options: dict[str, Any],
+    *,
+    activate: bool = False,
+    progress: Callable[[Any], None] | None = None,
+    on_registered: Callable[[Session, ModelVersion], None] | None = None,
+) -> ModelVersion:
+    """Train a version as the task options and the settings say: what the training task and `landmarks model
+    train --wait` both run (``options``: :class:`TrainConfig` fields plus ``folds``, ``mode``, ``blocks``,
+    ``cached_views`` and ``head``)."""
+    from shared.model.factory import decode_side, embedder_from_settings
+    from shared.storage import ensure_buckets
+    from shared.training.trainer import TrainConfig
+
+    mode = options.get("mode", "features")
+    if mode not in MODES:
+        raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(MODES)}")
+    rec = settings.recognition
+    embedder = embedder_from_settings(rec, cached=False)
+    embedder_config = embedder.config
+    known = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in options.items() if k in known})
+    finetune = None
+    if mode == "finetune":
+        finetune = FinetuneOptions(
+            blocks=int(options.get("blocks", 2)),
+            device=rec.device,
+            weights_path=rec.weights_path,
+            cached_views=int(options.get("cached_views", 0)),
+            head=bool(options.get("head", True)),
+        )
+    ensure_buckets(client, [settings.s3.models_bucket])
+    return train_model_version(
+        factory,
+        client,
+        embedder,
+        config,
+        models_bucket=settings.s3.models_bucket,
+        model_store=settings.model_store,
+        min_side=decode_side(embedder_config),
+        feature_cache=settings.state_dir / "training-features" / embedder.cache_key(),  # features mode only
+        folds=int(options.get("folds", 5)),
+        rejection=rec.non_landmark_rejection,
+        activate=activate,
+        progress=progress,
+        finetune=finetune,
+        on_registered=on_registered,
+    )

@@ -53,10 +53,19 @@ def task_context(session_factory: sessionmaker[Session], monkeypatch: pytest.Mon
         with session_factory() as s, s.begin():
             yield s
 
-    ctx = SimpleNamespace(session=session, settings=SimpleNamespace())
+    ctx = SimpleNamespace(session=session, settings=SimpleNamespace(), session_factory=None, minio=None)
     monkeypatch.setattr(tasks.training, "context", lambda: ctx)
 
-    def train(options: dict[str, Any], *, activate: bool = False, progress: Any = None, on_registered: Any = None):
+    def train(
+        _settings: Any,
+        _factory: Any,
+        _client: Any,
+        options: dict[str, Any],
+        *,
+        activate: bool = False,
+        progress: Any = None,
+        on_registered: Any = None,
+    ):
         calls.append(options)
         if options.get("explode"):
             raise SoftTimeLimitExceeded()
@@ -68,7 +77,7 @@ def task_context(session_factory: sessionmaker[Session], monkeypatch: pytest.Mon
             s.expunge(row)
         return row
 
-    monkeypatch.setattr(tasks.training, "train_from_options", train)
+    monkeypatch.setattr("shared.training.service.train_from_options", train)
     return calls
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import tasks.ingest as ingest
 from shared.events import CREATED, REMOVED, ObjectEvent
+from shared.ops import sweep
 from shared.photos.records import IngestResult
 from shared.storage import ObjectInfo, ObjectMissing
 
@@ -41,8 +42,14 @@ def delete_event(key: str) -> dict:
     return ObjectEvent(REMOVED, "photos", key, 0, "", None, {}, datetime.now(UTC), "test", "00AB").to_record()
 
 
+def _stat_with(monkeypatch: pytest.MonkeyPatch, stat) -> None:
+    """The ingest task stats objects itself and through shared.storage.object_exists (delete events)."""
+    monkeypatch.setattr(ingest, "stat_object", stat)
+    monkeypatch.setattr("shared.storage.stat_object", stat)
+
+
 def test_a_delete_whose_object_is_still_there_changes_nothing(removed_calls, monkeypatch) -> None:
-    monkeypatch.setattr(ingest, "stat_object", lambda client, bucket, key: ObjectInfo(bucket, key, 1, "e"))
+    _stat_with(monkeypatch, lambda client, bucket, key: ObjectInfo(bucket, key, 1, "e"))
     assert ingest.object_event(delete_event("users/u/back.jpg")) == {"action": "ignored", "reason": "object exists"}
     assert removed_calls == []
 
@@ -51,7 +58,7 @@ def test_a_delete_whose_object_is_gone_is_applied_with_its_order(removed_calls, 
     def missing(client, bucket, key):
         raise ObjectMissing(key)
 
-    monkeypatch.setattr(ingest, "stat_object", missing)
+    _stat_with(monkeypatch, missing)
     assert ingest.object_event(delete_event("users/u/gone.jpg")) == {"action": "deleted"}
     assert removed_calls == [{"bucket": "photos", "key": "users/u/gone.jpg", "sequencer": "00AB"}]
 
@@ -65,7 +72,7 @@ def test_a_sweep_event_for_an_object_deleted_since_the_listing_changes_nothing(m
     def missing(client, bucket, key):
         raise ObjectMissing(key)
 
-    monkeypatch.setattr(ingest, "stat_object", missing)
+    _stat_with(monkeypatch, missing)
     record = ObjectEvent(CREATED, "photos", "users/u/a.jpg", 5, "e1", None, {}, datetime.now(UTC),
-                         ingest.SWEEP_SOURCE).to_record()  # fmt: skip
+                         sweep.SWEEP_SOURCE).to_record()  # fmt: skip
     assert ingest.object_event(record)["action"] == "ignored"  # no session was needed: nothing written

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-import tasks.cleaning
-import tasks.context
-import tasks.training
 import workers.cli.gallery
+from shared.gallery.cleaning import run_cleaning
 from shared.model import Embedder, EmbedderConfig
 from shared.model.factory import bundle_embedder, config_from_settings, embedder_from_settings
 from shared.settings import RecognitionSettings, Settings
+from shared.training.service import train_from_options
 
 ENV = {
     "LANDMARKS_RECOGNITION__BACKBONE": "resnet50",
@@ -60,14 +59,12 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
     monkeypatch.setattr(workers.cli.gallery.console, "print", lambda *a, **k: None)
     workers.cli.gallery.model_build(activate=False)
     # gallery cleaning (the task and `gallery clean --wait`)
-    monkeypatch.setattr(tasks.cleaning.cleaning, "clean_gallery", capture("clean"))
-    tasks.cleaning.run_cleaning(settings, None, None)  # type: ignore[arg-type]
+    monkeypatch.setattr("shared.gallery.cleaning.clean_gallery", capture("clean"))
+    run_cleaning(settings, None, None)  # type: ignore[arg-type]
     # training (the task and `model train --wait`)
-    context = SimpleNamespace(settings=settings, minio=None, session_factory=None)
-    monkeypatch.setattr(tasks.training, "context", lambda: context)  # where train_from_options looks it up
     monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
     monkeypatch.setattr("shared.training.service.train_model_version", capture("train"))
-    tasks.training.train_from_options({})
+    train_from_options(settings, None, None, {})  # type: ignore[arg-type]
 
     expected = EmbedderConfig(backbone="resnet50", pooling="avg", image_size=224)
     for name in ("build", "clean", "train"):

@@ -32,15 +32,15 @@ def test_unknown_loss_and_mode_are_refused() -> None:
 
 
 def test_finetune_mode_passes_its_blocks_to_the_training_run(monkeypatch) -> None:
-    import tasks.training
-
     seen: list[dict] = []
 
-    def fake_train(options: dict, *, activate: bool, progress: object) -> object:
+    def fake_train(_settings: object, _factory: object, _client: object, options: dict, **_kw: object) -> object:
         seen.append(options)
         raise SystemExit(0)  # stop before printing a model version: only the options matter here
 
-    monkeypatch.setattr(tasks.training, "train_from_options", fake_train)
+    monkeypatch.setattr("shared.training.service.train_from_options", fake_train)
+    monkeypatch.setattr("workers.runtime.session_factory", lambda: None)
+    monkeypatch.setattr("workers.runtime.minio_client", lambda: None)
     CliRunner().invoke(_app(), ["model", "train", "--wait", "--mode", "finetune", "--blocks", "3"])
     assert seen and seen[0]["mode"] == "finetune" and seen[0]["blocks"] == 3
     assert seen[0]["cached_views"] == 0 and seen[0]["head"] is True

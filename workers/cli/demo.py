@@ -175,7 +175,7 @@ def _reprocess_stale(users: list[str], timeout: float) -> int:
 
     from shared.ops import jobs
     from shared.ops.selectors import PhotoSelector
-    from tasks.priorities import LIVE_PRIORITY
+    from workers.celery_app import LIVE_PRIORITY
     from workers.celery_app import app as celery_app
     from workers.fleet import send_recognitions
     from workers.runtime import db_session, session_factory

@@ -175,13 +175,13 @@ def gallery_clean(
 
     settings = get_settings()
     if not wait:
-        import workers.celery_app  # noqa: F401  (the app the task is sent through)
-        from tasks.cleaning import clean_gallery
+        from workers.celery_app import app as celery_app
 
-        result = clean_gallery.delay(landmark=landmark, include_rejected=include_rejected)
+        kwargs = {"landmark": landmark, "include_rejected": include_rejected}
+        result = celery_app.send_task("cleaning.clean_gallery", kwargs=kwargs)  # routed by name to its queue
         console.print(f"enqueued gallery cleaning on the cleaning queue: {result.id}")
         return
-    from tasks.cleaning import run_cleaning
+    from shared.gallery.cleaning import run_cleaning
 
     try:
         with Progress(console=console) as progress:
@@ -337,12 +337,25 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[bool, typer.Option(help="Run here instead of enqueueing on the ingest queue.")] = False,
     ) -> None:
         """The reconciliation sweep: enqueue objects without a photo row and photos whose task was lost."""
-        import workers.celery_app  # noqa: F401  (the app the task is sent through)
+        from shared.ops.sweep import reconcile_bucket
         from shared.settings import get_settings
-        from tasks.ingest import reconcile as reconcile_task
-        from tasks.ingest import reconcile_bucket
+        from workers.celery_app import REPROCESS_PRIORITY
+        from workers.celery_app import app as celery_app
+        from workers.fleet import INGEST_TASK, send_recognitions
+        from workers.runtime import minio_client, session_factory
 
-        if wait:
-            console.print(reconcile_bucket(get_settings().s3.photos_bucket))
-        else:
-            console.print(f"enqueued reconciliation: {reconcile_task.delay().id}")
+        if not wait:
+            console.print(f"enqueued reconciliation: {celery_app.send_task('ingest.reconcile').id}")
+            return
+        settings = get_settings()
+        report = reconcile_bucket(
+            session_factory(),
+            minio_client(),
+            settings.s3.photos_bucket,
+            send_event=lambda record: celery_app.send_task(INGEST_TASK, args=[record]),
+            requeue=lambda ids: send_recognitions(celery_app, ids, priority=REPROCESS_PRIORITY),
+            page_size=settings.sweep_page_size,
+            max_delete_share=settings.sweep_max_delete_share,
+            stuck_after_s=settings.stuck_after_s,
+        )
+        console.print(report.summary())

@@ -84,16 +84,25 @@ def model_train(
         options["cached_views"] = cached_views
         options["head"] = head
     if not wait:
-        import workers.celery_app  # noqa: F401  (the app the task is sent through)
-        from tasks.training import train_model
+        from workers.celery_app import app as celery_app
 
-        result = train_model.delay(options, activate=activate)
+        # routed by name to the training queue
+        result = celery_app.send_task("training.train_model", args=[options], kwargs={"activate": activate})
         console.print(f"enqueued training on the training queue: {result.id}")
         return
-    from tasks.training import train_from_options
+    from shared.settings import get_settings
+    from shared.training.service import train_from_options
+    from workers.runtime import minio_client, session_factory
 
     with progress_bar() as progress:
-        row = train_from_options(options, activate=activate, progress=training_progress(progress))
+        row = train_from_options(
+            get_settings(),
+            session_factory(),
+            minio_client(),
+            options,
+            activate=activate,
+            progress=training_progress(progress),
+        )
     console.print(f"trained model version [bold]{row.version}[/] ({row.status.value})")
     console.print(json.dumps({"thresholds": row.thresholds, "calibration": row.metrics.get("calibration")}))
 
