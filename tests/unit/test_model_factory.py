@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import workers.cli.gallery
+import workers.cli.model
 from shared.gallery.cleaning import run_cleaning
 from shared.model import Embedder, EmbedderConfig
 from shared.model.factory import bundle_embedder, config_from_settings, embedder_from_settings
@@ -56,8 +56,8 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
     monkeypatch.setattr("shared.storage.ensure_buckets", lambda *a: None)
     monkeypatch.setattr("workers.runtime.session_factory", lambda: None)
     monkeypatch.setattr("shared.versions.build.build_model", capture("build"))
-    monkeypatch.setattr(workers.cli.gallery.console, "print", lambda *a, **k: None)
-    workers.cli.gallery.model_build(activate=False)
+    monkeypatch.setattr(workers.cli.model.console, "print", lambda *a, **k: None)
+    workers.cli.model.model_build(activate=False)
     # gallery cleaning (the task and `gallery clean --wait`)
     monkeypatch.setattr("shared.gallery.cleaning.clean_gallery", capture("clean"))
     run_cleaning(settings, None, None)  # type: ignore[arg-type]

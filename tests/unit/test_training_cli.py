@@ -5,14 +5,12 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from workers.cli import gallery as cli_gallery
-from workers.cli import train as cli_train
+from workers.cli import model as cli_model
 
 
 def _app() -> typer.Typer:
     app = typer.Typer()
-    cli_gallery.register(app)
-    cli_train.register(app)
+    cli_model.register(app)
     return app
 
 

@@ -84,6 +84,7 @@ def run(
     from shared.settings import get_settings
     from shared.versions import registry
     from workers.cli import gallery as cli_gallery
+    from workers.cli import model as cli_model
     from workers.cli.photos import wait_for_photos
     from workers.runtime import db_session, minio_client
 
@@ -96,7 +97,7 @@ def run(
     with db_session() as session:
         active = registry.active_version(session)
     if active is None or rebuild:
-        cli_gallery.model_build(activate=True)
+        cli_model.model_build(activate=True)
     else:
         console.print(f"active model {active.version} (use --rebuild for a new one)")
     console.rule("3. uploads")

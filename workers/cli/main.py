@@ -10,11 +10,11 @@ from workers.cli import db as cli_db
 from workers.cli import demo as cli_demo
 from workers.cli import dev as cli_dev
 from workers.cli import gallery as cli_gallery
+from workers.cli import model as cli_model
 from workers.cli import ops as cli_ops
 from workers.cli import photos as cli_photos
 from workers.cli import recognition as cli_recognition
 from workers.cli import scenes as cli_scenes
-from workers.cli import train as cli_train
 
 app = typer.Typer(no_args_is_help=True, help="Landmark recognition worker fleet for photo clouds.")
 app.add_typer(cli_dev.app, name="dev", help="Start, stop and inspect the local services.")
@@ -25,7 +25,7 @@ app.add_typer(cli_api.app, name="api", help="The albums HTTP API and the album b
 cli_recognition.register(app)
 cli_photos.register(app)
 cli_gallery.register(app)
-cli_train.register(app)
+cli_model.register(app)
 cli_scenes.register(app)
 cli_ops.register(app)
 

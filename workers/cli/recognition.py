@@ -139,7 +139,7 @@ def eval_command(
         whitening=whitening_options(rec.whitening_dim if whiten is None else whiten),
     )
     if train:
-        from workers.cli.train import check_options
+        from workers.cli.model import check_options
 
         check_options(loss, mode)
     console = _console()
@@ -160,7 +160,7 @@ def eval_command(
     for held in splits:
         split_rows, kept = apply_holdout(rows, held)
         if embedded is None:
-            from workers.cli.train import run_eval_finetune
+            from workers.cli.model import run_eval_finetune
 
             report = run_eval_finetune(
                 split_rows,
@@ -176,8 +176,8 @@ def eval_command(
                 device=rec.device,
                 weights_path=rec.weights_path,
             )
-        elif train:  # training lives in workers.cli.train / shared.training
-            from workers.cli.train import run_eval_train
+        elif train:  # training lives in workers.cli.model / shared.training
+            from workers.cli.model import run_eval_train
 
             split_embedded = embedded.subset(kept)
             report = run_eval_train(split_rows, split_embedded, embedder.describe(), options, loss=loss, epochs=epochs)

@@ -1,7 +1,9 @@
-"""`landmarks model train` (and the body of `landmarks eval --train`): training the embedding head.
+"""`landmarks model ...`: model versions built, trained, listed, activated and rolled back, in one place (and the
+training display that the body of `landmarks eval --train` shares).
 
-Without ``--wait`` the run is enqueued on the ``training`` queue (its own workers: never delays recognition);
-with ``--wait`` it runs here with a progress bar. Both call :func:`shared.training.service.train_model_version`.
+`model train` without ``--wait`` is enqueued on the ``training`` queue (its own workers: never delays
+recognition); with ``--wait`` it runs here with a progress bar. Both call
+:func:`shared.training.service.train_from_options`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from workers.cli.errors import service_errors
+from workers.cli.tables import print_table
 
 console = Console()
 MODES = ("features", "finetune")
+model_app = typer.Typer(no_args_is_help=True, help="Model versions: build, train, list, activate, roll back.")
 
 
 def check_options(loss: str, mode: str) -> None:
@@ -161,9 +168,122 @@ def run_eval_finetune(
     return report
 
 
-def register(app: typer.Typer | None = None) -> None:
-    """Add ``train`` to the ``model`` group (``app`` is unused: the group is already mounted by cli_gallery)."""
-    from workers.cli.gallery import model_app
+@model_app.command("build")
+def model_build(
+    activate: Annotated[bool, typer.Option(help="Activate the new version at once.")] = False,
+) -> None:
+    """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
+    from shared.model.factory import decode_side, embedder_from_settings
+    from shared.recognition.whitening import whitening_options
+    from shared.settings import get_settings
+    from shared.storage import ensure_buckets
+    from shared.versions.build import build_model
+    from workers.runtime import minio_client, session_factory
 
-    if not any(c.name == "train" for c in model_app.registered_commands):  # idempotent (tests register too)
+    settings = get_settings()
+    rec = settings.recognition
+    embedder = embedder_from_settings(rec)  # the network cleaning and training embed with
+    client = minio_client()
+    ensure_buckets(client, [settings.s3.models_bucket])
+    with Progress(console=console) as progress:
+        task = progress.add_task("embedding gallery", total=None)
+        row = build_model(
+            session_factory(),
+            client,
+            embedder,
+            models_bucket=settings.s3.models_bucket,
+            model_store=settings.model_store,
+            min_side=decode_side(embedder.config),
+            activate=activate,
+            rejection=rec.non_landmark_rejection,
+            unknown_rejection=rec.unknown_rejection,
+            whitening=whitening_options(rec.whitening_dim),
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(f"built model version [bold]{row.version}[/] ({row.status.value}): {json.dumps(row.metrics)}")
+    console.print(f"thresholds: {json.dumps(row.thresholds)}")
+
+
+@model_app.command("list")
+def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Model versions, newest last."""
+    from shared.versions import registry
+    from workers.runtime import db_session
+
+    with service_errors(), db_session() as session:
+        rows = registry.list_versions(session)
+        data = [
+            {
+                "version": r.version,
+                "status": r.status.value,
+                "backbone": r.backbone,
+                "created_at": r.created_at.isoformat(),
+                "metrics": r.metrics,
+                "thresholds": r.thresholds,
+            }
+            for r in rows
+        ]
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table("version", "status", "backbone", "created", "landmarks", "centroids", "open set")
+    for d in data:
+        rejection = d["metrics"].get("open_set_stand_in_rejection")
+        table.add_row(
+            d["version"],
+            d["status"],
+            d["backbone"],
+            d["created_at"][:19],
+            str(d["metrics"].get("landmarks", "")),
+            str(d["metrics"].get("centroids", "")),
+            "-" if rejection is None else f"{rejection:.2f}",  # share of unknown-landmark stand-ins turned away
+        )
+    print_table(console, table)
+
+
+@model_app.command("activate")
+def model_activate(
+    version: str,
+    reprocess: Annotated[
+        bool, typer.Option("--reprocess", help="Start a job that recognises every photo again with it (--stale).")
+    ] = False,
+) -> None:
+    """Make VERSION the active model; workers switch to it before their next photo, without a restart."""
+    from shared.versions import registry
+    from workers.runtime import db_session
+
+    try:
+        with service_errors(), db_session() as session:
+            row = registry.activate(session, version)
+    except registry.UnknownModelVersion as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"active model: [bold]{row.version}[/]")
+    if reprocess:
+        from shared.ops.selectors import PhotoSelector
+        from workers.cli.ops import start_job
+
+        job = start_job(PhotoSelector(stale=True))
+        console.print(f"reprocess job {job.id}: {job.total} photos not yet recognised by {row.version}")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Re-activate the version that was active before the current one."""
+    from shared.versions import registry
+    from workers.runtime import db_session
+
+    try:
+        with service_errors(), db_session() as session:
+            row = registry.rollback(session)
+    except registry.UnknownModelVersion as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"rolled back; active model: [bold]{row.version}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the ``model`` group (``train`` included) on the top-level app; idempotent (tests register too)."""
+    if not any(c.name == "train" for c in model_app.registered_commands):
         model_app.command("train")(model_train)
+    app.add_typer(model_app, name="model")
