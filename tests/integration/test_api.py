@@ -381,5 +381,5 @@ def test_cli_albums_json_has_the_apis_album_shape(client: TestClient, world: Wor
 
     monkeypatch.setattr("workers.runtime.presign_client", lambda: presigner)
     monkeypatch.setattr("workers.api.urls.base_url", lambda settings: "http://testserver")
-    monkeypatch.setattr(cli_photos, "db_session", lambda: contextlib.nullcontext(world.session))
+    monkeypatch.setattr("workers.runtime.db_session", lambda: contextlib.nullcontext(world.session))
     assert unsigned(json.loads(cli_photos.albums_json("api-alice"))) == unsigned(api)
