@@ -79,7 +79,7 @@ def deliver_once(url: str, photo_ids: list[uuid.UUID], log: Path, batched: bool)
 
     def work() -> None:
         ctx = Context(Settings(database_url=url, recognition=RecognitionSettings(max_deliveries=MAX_DELIVERIES)))
-        recognition.pipeline.recognize_objects = fake_recognize  # type: ignore[assignment]
+        recognition.recognize.recognize_objects = fake_recognize  # type: ignore[assignment]
         recognition.deliver = record_delivery(log)  # type: ignore[assignment]
         recognition.context = lambda: ctx  # type: ignore[assignment]
         if batched:
