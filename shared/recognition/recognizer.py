@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from shared.imaging.batches import EmbedsImages  # what the recognizer needs of an embedder
 from shared.index import LandmarkIndex, l2_normalize
 from shared.recognition.bundle import Bundle, BundleIntegrityError
 from shared.recognition.decision import (
@@ -38,10 +39,6 @@ from shared.scenes import SceneMapping, landmark_mass, load_mapping, scene_tags
 if TYPE_CHECKING:
     from shared.imaging import DecodedPhoto
     from shared.settings import RecognitionSettings
-
-
-class EmbedsImages(Protocol):
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
 
 @runtime_checkable

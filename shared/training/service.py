@@ -233,9 +233,8 @@ def train_model_version(
         model["finetune"] = {"blocks": finetune.blocks, "tensors": len(backbone_state), "on": "landmark photos"}
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
-    if finetune is not None and not finetune.head:
-        assert backbone_state is not None
-        bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
+
+    def publish(bundle: Bundle) -> ModelVersion:
         return publish_bundle(
             factory,
             client,
@@ -246,6 +245,11 @@ def train_model_version(
             on_registered=on_registered,
             embedder=embedder,
         )
+
+    if finetune is not None and not finetune.head:
+        assert backbone_state is not None
+        bundle = _headless_bundle(snap, features, ok, model, version, backbone_state, config, finetune, rejection)
+        return publish(bundle)
     ds = FeatureDataset(features, data)
     landmarks = list(snap.landmarks)
     shift = runs - (folds + 1)  # the fine-tuning run comes first
@@ -267,17 +271,7 @@ def train_model_version(
         "failed_photos": len(objects) - len(ok),
         **trained.summary(rejection),
     }
-    bundle = replace(trained.bundle, metrics=metrics)
-    return publish_bundle(
-        factory,
-        client,
-        bundle,
-        models_bucket=models_bucket,
-        model_store=model_store,
-        activate=activate,
-        on_registered=on_registered,
-        embedder=embedder,
-    )
+    return publish(replace(trained.bundle, metrics=metrics))
 
 
 def _headless_bundle(
