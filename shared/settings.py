@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     # Redis hands an unacknowledged task to another worker after this: it must exceed the longest task and the
     # longest retry countdown (a worker holds a task that waits for its ETA unacknowledged).
     broker_visibility_timeout_s: float = 4 * 3600.0
+    # Workers refresh their heartbeat key in Redis this often; `status` and /metrics count a worker online until
+    # three beats are missed (a killed worker lingers that long; a stopped one leaves at once).
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -11,13 +11,12 @@ from kombu import Queue
 
 from shared.settings import Settings, get_settings
 from tasks.limits import TimeLimits
-from tasks.priorities import LIVE_PRIORITY, PRIORITY_STEPS, REPROCESS_PRIORITY
 from workers import signals  # noqa: F401  (connects logging, task context and metrics handlers)
+from workers.heartbeat import Heartbeat
 from workers.metrics import metrics_dir
+from workers.queues import LIVE_PRIORITY, PRIORITY_STEPS, QUEUES, REPROCESS_PRIORITY
 
 __all__ = ["LIVE_PRIORITY", "PRIORITY_STEPS", "QUEUES", "REPROCESS_PRIORITY", "app", "make_celery"]
-
-QUEUES = ("ingest", "recognize", "albums", "cleaning", "training")
 
 TASK_ROUTES = {
     "ingest.*": {"queue": "ingest"},
@@ -82,6 +81,7 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
         landmarks_metrics_dir=str(metrics_dir(settings.state_dir)),  # read by workers.signals at worker start
         landmarks_log_json=settings.log_json,
+        landmarks_worker_heartbeat_s=settings.worker_heartbeat_s,  # read by workers.heartbeat
         beat_schedule={
             "reconcile-photos": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_s},
             "feed-reprocess-jobs": {"task": "ingest.feed_reprocess", "schedule": settings.reprocess_feed_interval_s},
@@ -93,6 +93,7 @@ def make_celery(settings: Settings) -> Celery:
             ),
         },
     )
+    app.steps["consumer"].add(Heartbeat)  # `landmarks status` reads workers from these, not from a ping
     return app
 
 

@@ -1,87 +1,68 @@
-"""The broker side of operations: send recognitions in bulk, read queue depths, ask which workers are online.
+"""The broker side of operations through Celery: send recognitions in bulk, read queue depths, ping the workers.
 
 Celery-aware (an entry-point module): the services in :mod:`shared.ops` take the ``enqueue`` callables made here.
+Reading the broker needs no Celery (:mod:`workers.broker`); these wrappers take the app for its broker settings.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 from celery import Celery
 from kombu.transport.redis import PRIORITY_STEPS as KOMBU_PRIORITY_STEPS
-from kombu.transport.redis import Channel
 
 from shared.events import CREATED, ObjectEvent
-from shared.ops.redact import redact_text, redact_url
+from workers import broker
+from workers.broker import BrokerUnavailable, QueueDepth, priority_key
+
+__all__ = [
+    "BrokerUnavailable",
+    "QueueDepth",
+    "priority_key",
+    "priority_steps",
+    "queue_depths",
+    "send_object_events",
+    "send_recognitions",
+    "unacked_count",
+    "workers_by_queue",
+]
 
 RECOGNIZE_TASK = "recognition.recognize_photo"
 INGEST_TASK = "ingest.object_event"
-UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged messages
-
-
-class BrokerUnavailable(RuntimeError):
-    """Redis (the Celery broker) did not answer."""
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    name: str
-    by_priority: dict[int, int]  # priority step -> messages waiting in that sub-list
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_priority.values())
 
 
 def priority_steps(app: Celery) -> list[int]:
     return list((app.conf.broker_transport_options or {}).get("priority_steps", KOMBU_PRIORITY_STEPS))
 
 
-def priority_key(queue: str, step: int) -> str:
-    """The Redis list kombu uses for ``queue`` at ``step`` (step 0 is the queue's own name)."""
-    return f"{queue}{Channel.sep}{step}" if step else queue
-
-
-def _unavailable(app: Celery, exc: Exception) -> BrokerUnavailable:
-    """The broker error an operator reads: its address, never its password."""
-    url = app.conf.broker_url
-    return BrokerUnavailable(f"the Redis broker at {redact_url(url)} is unreachable: {redact_text(str(exc), url)}")
-
-
 def _redis(app: Celery) -> redis.Redis:
-    return redis.Redis.from_url(app.conf.broker_url, socket_timeout=3, socket_connect_timeout=3)
+    return broker.connect(app.conf.broker_url)
 
 
 def queue_depths(app: Celery, queues: Iterable[str]) -> list[QueueDepth]:
-    """LLEN of every queue's priority sub-lists (messages waiting, not those a worker already holds)."""
-    names, steps = list(queues), priority_steps(app)
+    """LLEN of every queue's priority sub-lists (:func:`workers.broker.queue_depths` on the app's broker)."""
     try:
         with _redis(app) as client:
-            pipe = client.pipeline()
-            for name in names:
-                for step in steps:
-                    pipe.llen(priority_key(name, step))
-            lengths = iter(pipe.execute())
+            return broker.queue_depths(client, queues, priority_steps(app))
     except redis.RedisError as exc:
-        raise _unavailable(app, exc) from exc
-    return [QueueDepth(name, {step: int(next(lengths)) for step in steps}) for name in names]
+        raise broker.unavailable(app.conf.broker_url, exc) from exc
 
 
 def unacked_count(app: Celery) -> int:
     """Messages delivered to workers and not acknowledged yet (running or reserved)."""
     try:
         with _redis(app) as client:
-            return int(client.hlen(UNACKED_KEY))
+            return broker.unacked_count(client)
     except redis.RedisError as exc:
-        raise _unavailable(app, exc) from exc
+        raise broker.unavailable(app.conf.broker_url, exc) from exc
 
 
 def workers_by_queue(app: Celery, queues: Iterable[str], timeout: float = 1.0) -> dict[str, list[str]]:
-    """Worker nodes that answered within ``timeout``, per queue they consume (every queue listed, maybe empty)."""
+    """Worker nodes that answered a broadcast within ``timeout``, per queue they consume (every queue listed, maybe
+    empty). It always waits the whole timeout: `status` reads the heartbeats instead, unless asked to ``--ping``."""
     result: dict[str, list[str]] = {name: [] for name in queues}
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     for node, active in sorted(replies.items()):

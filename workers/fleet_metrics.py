@@ -104,7 +104,7 @@ def _bridge_families(bridges: Sequence[BridgeLag]) -> Iterator[GaugeMetricFamily
 
 def fleet_reader(ping_timeout: float = 1.0) -> Callable[[], FleetState]:
     """``read()`` over the settings' broker and database (the entry points' clients)."""
-    from shared.ops.status import database_status
+    from shared.ops.status import database_status, session_rows
     from workers.celery_app import QUEUES, app
     from workers.fleet import queue_depths, workers_by_queue
     from workers.runtime import db_session
@@ -123,7 +123,7 @@ def fleet_reader(ping_timeout: float = 1.0) -> Callable[[], FleetState]:
                 log.warning("metrics: workers did not answer: %s", exc)
         try:
             with db_session() as session:
-                status = database_status(session)
+                status = database_status(session_rows(session))
             bridges, model, database_up = status.bridge, status.model, True
         except Exception as exc:
             log.warning("metrics: database unreadable: %s", exc)

@@ -1,4 +1,7 @@
-"""What CLI commands share: settings-built clients and sessions (only entry points read settings)."""
+"""What CLI commands share: settings-built clients and sessions (only entry points read settings).
+
+Every client library loads inside the function that makes its client, so a command pays only for what it uses.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from shared.db.session import make_engine, make_session_factory, session_scope
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
     from minio import Minio
+    from sqlalchemy.orm import Session, sessionmaker
 
+    from shared.ops.status import Rows
     from shared.settings import S3Settings
 
 
@@ -44,10 +46,31 @@ def presign_client() -> Minio:
 
 @cache
 def session_factory() -> sessionmaker[Session]:
+    from shared.db.session import make_engine, make_session_factory
+
     return make_session_factory(make_engine(get_settings().database_url))
 
 
 @contextmanager
 def db_session() -> Iterator[Session]:
+    from shared.db.session import session_scope
+
     with session_scope(session_factory()) as session:
         yield session
+
+
+@contextmanager
+def db_rows(connect_timeout_s: int = 5) -> Iterator[Rows]:
+    """One read-only transaction on a bare psycopg2 connection, for the plain-SQL reads of `landmarks status`
+    (:mod:`shared.ops.status`): no SQLAlchemy engine or models to import (issue 21)."""
+    import psycopg2
+
+    from shared.db.urls import libpq_url
+    from shared.ops.status import cursor_rows
+
+    connection = psycopg2.connect(libpq_url(get_settings().database_url), connect_timeout=connect_timeout_s)
+    try:
+        connection.set_session(readonly=True)
+        yield cursor_rows(connection)
+    finally:
+        connection.close()  # nothing to commit: closing rolls the read-only transaction back

@@ -41,3 +41,12 @@ class RecognitionMethod(enum.StrEnum):
 class CorrectionKind(enum.StrEnum):
     reject = "reject"  # "not this landmark": out of the album for good, a negative example for training
     assign = "assign"  # "this landmark": a manual album entry, a positive candidate for the gallery
+
+
+class JobState(enum.StrEnum):
+    """A reprocess job's state (``shared.ops.jobs``)."""
+
+    running = "running"
+    paused = "paused"
+    cancelled = "cancelled"
+    finished = "finished"  # every selected photo was enqueued

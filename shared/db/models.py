@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db.enums import CorrectionKind, GalleryRole, ModelStatus, PhotoStatus, RecognitionMethod
+from shared.db.enums import CorrectionKind, GalleryRole, JobState, ModelStatus, PhotoStatus, RecognitionMethod
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -358,13 +358,6 @@ class TrainingJob(Base):
 
 # The sweep merges the bucket listing (byte order) with the photo rows: the same order, from an index.
 Index("ix_photos_bucket_key_c", Photo.bucket, Photo.key.collate("C"))
-
-
-class JobState(enum.StrEnum):
-    running = "running"
-    paused = "paused"
-    cancelled = "cancelled"
-    finished = "finished"  # every selected photo was enqueued
 
 
 class ReprocessJob(Base):

@@ -10,15 +10,20 @@ fresh by autovacuum's ANALYZE) on large ones, shown with "about": an exact GROUP
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from shared.db.enums import JobState, ModelStatus, PhotoStatus
 
-from shared.db.models import EventCursor, Photo, PhotoStatus, TaskFailure
-from shared.versions.registry import active_version
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+#: Runs one SQL statement (DB-API "pyformat" parameters, ``%(name)s``) and returns its rows. The queries are plain
+#: SQL so that `landmarks status` can run them on a bare psycopg2 connection: SQLAlchemy and the models were half
+#: of its start-up time (issue 21). ``session_rows`` runs them in a SQLAlchemy session's transaction instead.
+Rows = Callable[[str, Mapping[str, Any] | None], Sequence[Sequence[Any]]]
 
 NS_PER_S = 1_000_000_000
 # The bridge saves its cursor at least every 30 s while connected; three beats missed: it is not following.
@@ -54,6 +59,21 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    """A reprocess job as status, /metrics and the API show it (the row's own columns: no count query)."""
+
+    id: int
+    state: str
+    enqueued: int
+    total: int | None
+    reset: int
+    selector: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DatabaseStatus:
     now: datetime
     photos: dict[str, int]  # every PhotoStatus, zeros included
@@ -62,49 +82,71 @@ class DatabaseStatus:
     open_failures: int
     model: ModelSummary | None
     bridge: list[BridgeLag]
+    reprocess_jobs: list[JobSummary]  # running and paused, newest first
+
+
+def session_rows(session: Session) -> Rows:
+    """``Rows`` in ``session``'s transaction (its connection's DB-API cursor: SQLAlchemy's events see them)."""
+    connection = session.connection()
+
+    def rows(sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
+        return connection.exec_driver_sql(sql, dict(params) if params else ()).all()
+
+    return rows
+
+
+def cursor_rows(connection: Any) -> Rows:
+    """``Rows`` on a DB-API connection (psycopg2's)."""
+
+    def rows(sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    return rows
 
 
 #: Below this many rows (the planner's estimate) photos are counted exactly.
 EXACT_BELOW = 200_000
 
-ESTIMATE = text(
-    """
+ESTIMATE = """
     SELECT c.reltuples, s.most_common_vals::text::text[] AS vals, s.most_common_freqs AS freqs
     FROM pg_class c
     LEFT JOIN pg_stats s
       ON s.schemaname = c.relnamespace::regnamespace::text AND s.tablename = c.relname AND s.attname = 'status'
     WHERE c.oid = to_regclass('photos')
-    """
-)
+"""
 
 
-def photo_counts(session: Session, *, exact_below: int = EXACT_BELOW) -> tuple[dict[str, int], bool]:
+def photo_counts(rows: Rows, *, exact_below: int = EXACT_BELOW) -> tuple[dict[str, int], bool]:
     """Photos by status, and whether the figures are estimates (O(1): two catalogue rows) or exact counts."""
     counts = dict.fromkeys((s.value for s in PhotoStatus), 0)
-    estimate = session.execute(ESTIMATE).one_or_none()
-    if estimate is not None and estimate.vals is not None and estimate.reltuples >= exact_below:
-        for value, freq in zip(estimate.vals, estimate.freqs, strict=True):
-            if value in counts:
-                counts[value] = round(estimate.reltuples * freq)
-        return counts, True
-    for status, count in session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all():
-        counts[status.value] = count
+    found = rows(ESTIMATE, None)
+    if found:
+        reltuples, values, freqs = found[0]
+        if values is not None and reltuples >= exact_below:
+            for value, freq in zip(values, freqs, strict=True):
+                if value in counts:
+                    counts[value] = round(reltuples * freq)
+            return counts, True
+    for status, count in rows("SELECT status, count(*) FROM photos GROUP BY status", None):
+        counts[str(status)] = int(count)
     return counts, False
 
 
-def bridge_lag(session: Session, now: datetime) -> list[BridgeLag]:
+def bridge_lag(rows: Rows, now: datetime) -> list[BridgeLag]:
     lags = []
-    for cursor in session.execute(select(EventCursor).order_by(EventCursor.name)).scalars():
+    for name, position, updated_at in rows("SELECT name, position, updated_at FROM event_cursors ORDER BY name", None):
         # A position after 2001-09-09 in ns (> 1e18) is a timestamp; anything smaller is an opaque offset.
-        event_age = now.timestamp() - cursor.position / NS_PER_S if cursor.position > 10**18 else None
+        event_age = now.timestamp() - position / NS_PER_S if position > 10**18 else None
         event_age = max(0.0, event_age) if event_age is not None else None
-        since_update = max(0.0, (now - cursor.updated_at).total_seconds())
+        since_update = max(0.0, (now - updated_at).total_seconds())
         state, lag = bridge_state(since_update, event_age)
         lags.append(
             BridgeLag(
-                name=cursor.name,
-                position=cursor.position,
-                updated_at=cursor.updated_at,
+                name=name,
+                position=position,
+                updated_at=updated_at,
                 seconds_since_update=since_update,
                 event_age_s=event_age,
                 state=state,
@@ -124,33 +166,58 @@ def bridge_state(seconds_since_update: float, event_age_s: float | None) -> tupl
     return "following", 0.0
 
 
-def database_status(session: Session, *, window: timedelta = timedelta(hours=1)) -> DatabaseStatus:
-    now = session.execute(select(func.now())).scalar_one()
-    recent = session.execute(
-        select(func.count()).select_from(TaskFailure).where(TaskFailure.created_at >= now - window)
-    ).scalar_one()
-    open_count = session.execute(
-        select(func.count()).select_from(TaskFailure).where(TaskFailure.resolved_at.is_(None))
-    ).scalar_one()
-    active = active_version(session)
-    model = (
-        ModelSummary(
-            id=active.id,
-            version=active.version,
-            backbone=active.backbone,
-            activated_at=active.activated_at,
-            metrics=dict(active.metrics or {}),
-        )
-        if active is not None
-        else None
+def active_model(rows: Rows) -> ModelSummary | None:
+    """The active version (``shared.versions.registry.active_version``: at most one row has that status)."""
+    found = rows(
+        "SELECT id, version, backbone, activated_at, metrics FROM model_versions WHERE status = %(active)s",
+        {"active": ModelStatus.active.value},
     )
-    counts, approximate = photo_counts(session)
+    if not found:
+        return None
+    id_, version, backbone, activated_at, metrics = found[0]
+    return ModelSummary(id=id_, version=version, backbone=backbone, activated_at=activated_at,
+                        metrics=dict(metrics or {}))  # fmt: skip
+
+
+JOB_COLUMNS = "id, state, enqueued, total, reset, selector, created_by, created_at, finished_at"
+
+
+def job_summaries(rows: Rows, *, live_only: bool = False, limit: int = 50) -> list[JobSummary]:
+    """Reprocess jobs, newest first (``live_only``: running and paused)."""
+    where = "WHERE state IN (%(running)s, %(paused)s)" if live_only else ""
+    found = rows(
+        f"SELECT {JOB_COLUMNS} FROM reprocess_jobs {where} ORDER BY id DESC LIMIT %(limit)s",
+        {"running": JobState.running.value, "paused": JobState.paused.value, "limit": limit},
+    )
+    return [_job(row) for row in found]
+
+
+def job_summary(rows: Rows, job_id: int) -> JobSummary | None:
+    found = rows(f"SELECT {JOB_COLUMNS} FROM reprocess_jobs WHERE id = %(id)s", {"id": job_id})
+    return _job(found[0]) if found else None
+
+
+def _job(row: Sequence[Any]) -> JobSummary:
+    id_, state, enqueued, total, reset, selector, created_by, created_at, finished_at = row
+    return JobSummary(id=id_, state=str(state), enqueued=int(enqueued), total=total, reset=int(reset),
+                      selector=dict(selector or {}), created_by=created_by, created_at=created_at,
+                      finished_at=finished_at)  # fmt: skip
+
+
+def database_status(rows: Rows, *, window: timedelta = timedelta(hours=1)) -> DatabaseStatus:
+    """Everything `landmarks status` reads from PostgreSQL: a few indexed or catalogue queries, in one transaction
+    (the caller's)."""
+    [(now,)] = rows("SELECT now()", None)
+    [(recent,)] = rows("SELECT count(*) FROM task_failures WHERE created_at >= %(since)s", {"since": now - window})
+    [(open_count,)] = rows("SELECT count(*) FROM task_failures WHERE resolved_at IS NULL", None)
+    counts, approximate = photo_counts(rows)
     return DatabaseStatus(
         now=now,
         photos=counts,
         photos_approximate=approximate,
-        failures_last_hour=recent,
-        open_failures=open_count,
-        model=model,
-        bridge=bridge_lag(session, now),
+        failures_last_hour=int(recent),
+        open_failures=int(open_count),
+        model=active_model(rows),
+        bridge=bridge_lag(rows, now),
+        reprocess_jobs=job_summaries(rows, live_only=True),
     )

@@ -261,10 +261,14 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     worker = workers()
     worker.wait_ready(celery_app)
 
-    run = subprocess.run([sys.executable, "-c", CLI, "status", "--json", "--ping-timeout", "2"], cwd=REPO_ROOT,
-                         env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    status = json.loads(run.stdout)
+    def status_json(*args: str) -> dict:
+        run = subprocess.run([sys.executable, "-c", CLI, "status", "--json", *args], cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    status = status_json()  # workers from their heartbeats in Redis
+    assert status_json("--ping", "--ping-timeout", "2")["workers"] == status["workers"]  # the same as a ping
 
     assert set(status) == {"time", "broker", "workers", "queues", "unacked", "photos", "photos_approximate",
                            "reprocess_jobs", "failures", "model", "bridge"}  # fmt: skip
@@ -289,6 +293,7 @@ def test_status_json_field_by_field(database, workers, env, celery_app: Celery, 
     assert (bridge["state"], bridge["lag_s"]) == ("idle", 0.0)  # a fresh heartbeat, no upload for a minute
     assert datetime.fromisoformat(status["time"]) >= now
     assert worker.stop() == 0
+    assert status_json()["workers"]["albums"] == []  # a stopped worker deletes its heartbeat
 
 
 def test_status_names_an_unreachable_broker_and_still_reports_the_database(env, database) -> None:

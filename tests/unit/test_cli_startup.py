@@ -99,3 +99,40 @@ def test_database_commands_load_no_model_library_and_no_s3_client(tmp_path) -> N
     assert _top_level(reading, (*HEAVY, "minio")) == []
     assert "sqlalchemy" in {m.split(".")[0] for m in reading}  # the commands did run
     assert _top_level(loaded([["upload", "--user", "alice", str(photo)]]), HEAVY) == []
+
+
+STATUS_PROBE = """
+import contextlib, json, sys
+from datetime import datetime, timezone
+import workers.runtime
+
+def rows(sql, params=None):  # PostgreSQL's answers for an empty fleet
+    if "now()" in sql:
+        return [(datetime.now(timezone.utc),)]
+    return [(0,)] if sql.startswith("SELECT count(*) FROM task_failures") else []
+
+workers.runtime.db_rows = lambda: contextlib.nullcontext(rows)
+from workers.cli.main import app
+try:
+    app(["status", "--json"], prog_name="landmarks")
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_status_reads_the_broker_and_database_without_celery_or_sqlalchemy() -> None:
+    """`status` (issue 21: 1.5-3 s) reads Redis with redis-py and PostgreSQL with plain SQL on psycopg2: importing
+    Celery/kombu, SQLAlchemy and the models, and waiting for a broadcast ping, were most of its time."""
+    import os
+
+    env = {**os.environ, "LANDMARKS_BROKER_URL": "redis://127.0.0.1:9/0"}  # refused at once: the broker is down
+    run = subprocess.run([sys.executable, "-c", STATUS_PROBE], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    *output, modules = run.stdout.strip().splitlines()
+    status = json.loads("\n".join(output))
+    assert status["broker"]["reachable"] is False and status["photos"]["pending"] == 0  # both parts ran
+    loaded = {m.split(".")[0] for m in json.loads(modules)}
+    assert "redis" in loaded
+    assert loaded & {"celery", "kombu", "sqlalchemy", *HEAVY, "minio"} == set()

@@ -68,7 +68,6 @@ def test_fleet_errors_hide_the_broker_password(monkeypatch: pytest.MonkeyPatch) 
 
 def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.settings import get_settings
-    from workers import fleet
     from workers.cli import bridge as cli_bridge
     from workers.cli import ops as cli_ops
 
@@ -91,19 +90,18 @@ def test_status_json_and_broker_errors_hide_the_password(monkeypatch: pytest.Mon
     echoed: list[str] = []
     for module in (cli_bridge, cli_ops):
         monkeypatch.setattr(module.typer, "echo", lambda message, **_kw: echoed.append(str(message)))
-    # the CLI imports these inside the command (it starts without SQLAlchemy): patched where they live
-    monkeypatch.setattr("workers.runtime.db_session", contextlib.nullcontext)
+    # the CLI imports these inside the command (it starts without SQLAlchemy or Celery): patched where they live
+    monkeypatch.setattr("workers.runtime.db_rows", contextlib.nullcontext)
     monkeypatch.setattr(
-        "shared.ops.status.database_status", lambda _session: SimpleNamespace(**dict.fromkeys(DB_FIELDS))
+        "shared.ops.status.database_status",
+        lambda _rows: SimpleNamespace(**{**dict.fromkeys(DB_FIELDS), "reprocess_jobs": []}),
     )
-    monkeypatch.setattr("shared.ops.jobs.list_jobs", lambda _session, live_only: [])
-    monkeypatch.setattr(cli_ops, "_celery", lambda: _App)
-    monkeypatch.setattr(fleet, "_redis", lambda _app: _DownRedis())
+    monkeypatch.setattr("workers.broker.connect", lambda _url, **_kw: _DownRedis())
     try:
         with pytest.raises(typer.Exit):
             cli_bridge._check_broker(get_settings(), Celery())
         cli_ops._broker_error(OSError(f"{get_settings().broker_url} down"))
-        cli_ops.status_command(as_json=True, ping_timeout=0.01)
+        cli_ops.status_command(as_json=True)
     finally:
         get_settings.cache_clear()
     assert len(echoed) == 3

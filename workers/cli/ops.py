@@ -53,6 +53,13 @@ def _database_errors() -> tuple[type[Exception], ...]:
     return (OperationalError, ProgrammingError)
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """psycopg2's own errors: the plain-SQL reads (``workers.runtime.db_rows``) meet them unwrapped."""
+    import psycopg2
+
+    return (psycopg2.OperationalError, psycopg2.ProgrammingError)
+
+
 def _broker_errors() -> tuple[type[Exception], ...]:
     import redis
     from kombu.exceptions import OperationalError as KombuOperationalError
@@ -66,15 +73,17 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _database_error(exc: Exception) -> typer.Exit:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ProgrammingError
+    """SQLAlchemy's errors carry psycopg2's as ``orig``; the plain-SQL reads raise psycopg2's own."""
+    import psycopg2
 
+    from shared.ops.redact import redact_url
     from shared.settings import get_settings
 
-    url = make_url(get_settings().database_url).render_as_string(hide_password=True)
-    if isinstance(exc, ProgrammingError):
-        return _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade` ({exc.orig})")
-    return _fail(f"PostgreSQL at {url} is unreachable: {getattr(exc, 'orig', exc)}")
+    url = redact_url(get_settings().database_url)
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, psycopg2.ProgrammingError):
+        return _fail(f"PostgreSQL at {url} has no landmarks schema: run `landmarks db upgrade` ({orig})")
+    return _fail(f"PostgreSQL at {url} is unreachable: {orig}")
 
 
 def _broker_error(exc: Exception) -> typer.Exit:
@@ -237,13 +246,13 @@ def reprocess_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reprocess jobs, newest first: selection, state, photos sent of the total, who started them and when."""
-    from shared.ops import jobs as job_ops
-    from workers.runtime import db_session
+    from shared.ops.status import job_summaries
+    from workers.runtime import db_rows
 
     try:
-        with db_session() as session:
-            rows = [job_summary(job) for job in job_ops.list_jobs(session, live_only=live)]
-    except _database_errors() as exc:
+        with db_rows() as read:
+            rows = [asdict(job) for job in job_summaries(read, live_only=live)]
+    except _driver_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(rows))
@@ -255,20 +264,6 @@ def reprocess_list(
         table.add_row(str(r["id"]), r["state"], str(r["enqueued"]), str(r["total"]), json.dumps(r["selector"]),
                       r["created_by"] or "-", f"{r['created_at']:%Y-%m-%d %H:%M:%S}")  # fmt: skip
     console.print(table if rows else "no reprocess jobs")
-
-
-def job_summary(job: ReprocessJob) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "enqueued": job.enqueued,
-        "total": job.total,
-        "reset": job.reset,
-        "selector": job.selector,
-        "created_by": job.created_by,
-        "created_at": job.created_at,
-        "finished_at": job.finished_at,
-    }
 
 
 def _change(job_id: int, action: str) -> None:
@@ -304,35 +299,48 @@ def reprocess_cancel(job_id: Annotated[int, typer.Argument(help="Job id (from `r
     _change(job_id, "cancel")
 
 
-def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
-    """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly)."""
-    from shared.ops import jobs as job_ops
-    from shared.ops.redact import redact_url
+def collect_status(ping_timeout: float | None = None) -> dict[str, Any]:
+    """Everything `landmarks status` shows, as one JSON-ready dict (the database part fails loudly).
+
+    The database is read with plain SQL on psycopg2 (:mod:`shared.ops.status`), the broker with plain redis-py
+    and the workers from their heartbeats (:mod:`workers.broker`): no SQLAlchemy or Celery to import, no broadcast
+    that waits its whole timeout. With ``ping_timeout`` the workers are pinged instead.
+    """
+    import redis
+
+    from shared.ops.redact import redact_text, redact_url
     from shared.ops.status import database_status
     from shared.settings import get_settings
-    from workers.celery_app import QUEUES
-    from workers.fleet import BrokerUnavailable, queue_depths, unacked_count, workers_by_queue
-    from workers.runtime import db_session
+    from workers import broker as fleet
+    from workers.queues import PRIORITY_STEPS, QUEUES
+    from workers.runtime import db_rows
 
-    with db_session() as session:
-        db = database_status(session)
-        reprocess = [job_summary(job) for job in job_ops.list_jobs(session, live_only=True)]
-    app = _celery()
+    with db_rows() as read:  # plain SQL on psycopg2: no SQLAlchemy or models to import
+        db = database_status(read)
     broker_url = get_settings().broker_url
     broker: dict[str, Any] = {"url": redact_url(broker_url), "reachable": True, "error": None}
     workers: dict[str, list[str]] | None = None
     queues: dict[str, Any] | None = None
     unacked: int | None = None
+    errors = (fleet.BrokerUnavailable, redis.RedisError, OSError)
+    if ping_timeout is not None:
+        errors += _broker_errors()  # Celery's (kombu) errors: imported only for --ping
     try:
-        depths = queue_depths(app, QUEUES)
-        unacked = unacked_count(app)
+        with fleet.connect(broker_url) as client:
+            depths = fleet.queue_depths(client, QUEUES, PRIORITY_STEPS)
+            unacked = fleet.unacked_count(client)
+            if ping_timeout is None:
+                workers = fleet.workers_online(client, QUEUES)
         queues = {d.name: {"depth": d.total, "by_priority": {str(k): v for k, v in d.by_priority.items()}}
                   for d in depths}  # fmt: skip
-        workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
-    except (BrokerUnavailable, *_broker_errors()) as exc:
-        from shared.ops.redact import redact_text
+        if ping_timeout is not None:
+            from workers.fleet import workers_by_queue
 
-        broker.update(reachable=False, error=redact_text(str(exc), broker_url))
+            workers = workers_by_queue(_celery(), QUEUES, timeout=ping_timeout)
+    except errors as exc:
+        named = exc if isinstance(exc, fleet.BrokerUnavailable) else fleet.unavailable(broker_url, exc)
+        broker.update(reachable=False, error=redact_text(str(named), broker_url))
+        workers = queues = unacked = None
     return {
         "time": db.now,
         "broker": broker,
@@ -341,7 +349,7 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
         "unacked": unacked,
         "photos": db.photos,
         "photos_approximate": db.photos_approximate,
-        "reprocess_jobs": reprocess,
+        "reprocess_jobs": [asdict(job) for job in db.reprocess_jobs],
         "failures": {"last_hour": db.failures_last_hour, "open": db.open_failures},
         "model": db.model,
         "bridge": db.bridge,
@@ -350,12 +358,19 @@ def collect_status(ping_timeout: float = 1.0) -> dict[str, Any]:
 
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers to answer.")] = 1.0,
+    ping: Annotated[
+        bool, typer.Option("--ping", help="Ask the workers with a broadcast ping instead of reading heartbeats.")
+    ] = False,
+    ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers to answer --ping.")] = 1.0,
 ) -> None:
-    """Workers online per queue, queue depths, photos by status, recent failures, active model, bridge lag."""
+    """Workers online per queue, queue depths, photos by status, recent failures, active model, bridge lag.
+
+    Workers count as online while their heartbeat (every worker_heartbeat_s) is fresh: a killed worker drops out
+    after three missed beats, a stopped one at once.
+    """
     try:
-        payload = collect_status(ping_timeout)
-    except _database_errors() as exc:
+        payload = collect_status(ping_timeout if ping else None)
+    except _driver_errors() as exc:
         raise _database_error(exc) from exc
     if as_json:
         typer.echo(_dumps(payload))
