@@ -153,6 +153,7 @@ class ApiClient(BaseModel):
     token: SecretStr
     users: list[str] = Field(default_factory=list)
     read_only: bool = False  # True: may read albums but not post corrections
+    operator: bool = False  # True: may also read the operators' routes (/v1/ops: reprocess jobs)
 
 
 def _demo_api_clients() -> dict[str, ApiClient]:

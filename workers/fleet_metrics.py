@@ -1,9 +1,11 @@
-"""Gauges read at scrape time: queue depth per queue and priority, workers online per queue, event-bridge lag and
-the active model version, so a Prometheus/Grafana user sees what `landmarks status` shows without the CLI.
+"""Gauges read at scrape time: queue depth per queue and priority, workers online per queue, event-bridge lag,
+the active model version and reprocess jobs, so a Prometheus/Grafana user sees what `landmarks status` shows
+without the CLI.
 
 The counters in :mod:`workers.metrics` are written by the worker processes; these gauges are not anybody's to
-write, so a collector asks Redis, the workers (a Celery ping) and PostgreSQL on each scrape. A part that does not
-answer reads ``landmarks_up{part=...} 0`` and its gauges are left out, rather than failing the scrape.
+write, so a collector reads Redis (queues, and the workers' heartbeats: :mod:`workers.broker`) and PostgreSQL on
+each scrape. A part that does not answer reads ``landmarks_up{part=...} 0`` and its gauges are left out, rather
+than failing the scrape.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared.ops.status import BridgeLag, ModelSummary
+
+if TYPE_CHECKING:
+    from shared.ops.job_progress import JobProgress
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,8 @@ class FleetState:
     bridges: list[BridgeLag] | None
     model: ModelSummary | None
     database_up: bool
+    jobs_by_state: dict[str, int] | None = None  # reprocess jobs per state
+    jobs: list[JobProgress] | None = None  # running and paused reprocess jobs
 
 
 class FleetCollector(Collector):
@@ -59,7 +67,7 @@ class FleetCollector(Collector):
         if state.workers is not None:
             online = GaugeMetricFamily(
                 "landmarks_workers_online",
-                "Worker nodes that answered a ping, per queue they consume",
+                "Worker nodes with a live heartbeat, per queue they consume",
                 labels=["queue"],
             )
             for queue, nodes in state.workers.items():
@@ -75,6 +83,13 @@ class FleetCollector(Collector):
             if state.model is not None:
                 model.add_metric([state.model.version, state.model.backbone], 1.0)
             yield model
+        if state.jobs_by_state is not None:
+            by_state = GaugeMetricFamily("landmarks_reprocess_jobs", "Reprocess jobs, by state", labels=["state"])
+            for name, count in state.jobs_by_state.items():
+                by_state.add_metric([name], float(count))
+            yield by_state
+        if state.jobs is not None:
+            yield from _job_families(state.jobs)
 
 
 def _bridge_families(bridges: Sequence[BridgeLag]) -> Iterator[GaugeMetricFamily]:
@@ -102,31 +117,64 @@ def _bridge_families(bridges: Sequence[BridgeLag]) -> Iterator[GaugeMetricFamily
     yield from (lag, idle, heartbeat, event_age)
 
 
-def fleet_reader(ping_timeout: float = 1.0) -> Callable[[], FleetState]:
+def _job_families(jobs: Sequence[JobProgress]) -> Iterator[GaugeMetricFamily]:
+    labels = ["job", "state"]
+    selected = GaugeMetricFamily(
+        "landmarks_reprocess_job_selected_photos", "Photos a live reprocess job selected when it was created",
+        labels=labels,
+    )  # fmt: skip
+    sent = GaugeMetricFamily(
+        "landmarks_reprocess_job_sent_photos",
+        "Photos a live reprocess job has put on the recognize queue",
+        labels=labels,
+    )
+    processed = GaugeMetricFamily(
+        "landmarks_reprocess_job_processed_photos",
+        "Photos of a live reprocess job finished since it began (an upper estimate; left out when counting timed out)",
+        labels=labels,
+    )
+    remaining = GaugeMetricFamily(
+        "landmarks_reprocess_job_remaining_photos", "Photos of a live reprocess job not processed yet", labels=labels
+    )
+    for progress in jobs:
+        job = [str(progress.job.id), progress.job.state]
+        if progress.job.total is not None:
+            selected.add_metric(job, float(progress.job.total))
+        sent.add_metric(job, float(progress.job.enqueued))
+        if progress.processed is not None:
+            processed.add_metric(job, float(progress.processed))
+        if progress.remaining is not None:
+            remaining.add_metric(job, float(progress.remaining))
+    yield from (selected, sent, processed, remaining)
+
+
+def fleet_reader() -> Callable[[], FleetState]:
     """``read()`` over the settings' broker and database (the entry points' clients)."""
+    from shared.ops.job_progress import jobs_by_state, live_progress
     from shared.ops.status import database_status, session_rows
-    from workers.celery_app import QUEUES, app
-    from workers.fleet import queue_depths, workers_by_queue
+    from shared.settings import get_settings
+    from workers import broker
+    from workers.queues import PRIORITY_STEPS, QUEUES
     from workers.runtime import db_session
 
+    broker_url = get_settings().broker_url
+
     def read() -> FleetState:
-        queues = workers = bridges = model = None
+        queues = workers = bridges = model = by_state = jobs = None
         database_up = False
         try:
-            queues = {d.name: d.by_priority for d in queue_depths(app, QUEUES)}
+            with broker.connect(broker_url) as client:
+                queues = {d.name: d.by_priority for d in broker.queue_depths(client, QUEUES, PRIORITY_STEPS)}
+                workers = broker.workers_online(client, QUEUES)
         except Exception as exc:  # a scrape reports the broker down instead of failing
-            log.warning("metrics: broker unreadable: %s", exc)
-        if queues is not None:
-            try:
-                workers = workers_by_queue(app, QUEUES, timeout=ping_timeout)
-            except Exception as exc:
-                log.warning("metrics: workers did not answer: %s", exc)
+            log.warning("metrics: broker unreadable: %s", broker.unavailable(broker_url, exc))
         try:
             with db_session() as session:
                 status = database_status(session_rows(session))
-            bridges, model, database_up = status.bridge, status.model, True
+                bridges, model, database_up = status.bridge, status.model, True
+                by_state, jobs = jobs_by_state(session), live_progress(session)
         except Exception as exc:
             log.warning("metrics: database unreadable: %s", exc)
-        return FleetState(queues, workers, bridges, model, database_up)
+        return FleetState(queues, workers, bridges, model, database_up, by_state, jobs)
 
     return read

@@ -69,3 +69,37 @@ def test_a_part_that_does_not_answer_reads_down_and_the_rest_still_shows() -> No
     assert 'landmarks_up{part="broker"} 0.0' in text and 'landmarks_up{part="database"} 1.0' in text
     assert "landmarks_queue_depth{" not in text and "landmarks_workers_online{" not in text
     assert "landmarks_model_active_info{" not in text  # no active version: no series
+
+
+def _job(job_id: int, state: str, total: int | None, sent: int, processed: int | None):
+    from shared.ops.job_progress import JobProgress
+    from shared.ops.status import JobSummary
+
+    summary = JobSummary(job_id, state, sent, total, 0, {"all": True}, "ops@h", NOW, None)
+    return JobProgress(summary, processed)
+
+
+def test_reprocess_jobs_per_state_and_the_progress_of_live_ones() -> None:
+    state = FleetState(
+        queues=None, workers=None, bridges=None, model=None, database_up=True,
+        jobs_by_state={"running": 1, "paused": 1, "cancelled": 0, "finished": 3},
+        jobs=[_job(7, "running", 20_000, 5_000, 1_200), _job(6, "paused", 900, 500, None)],
+    )  # fmt: skip
+
+    text = _scrape(state)
+
+    assert 'landmarks_reprocess_jobs{state="running"} 1.0' in text
+    assert 'landmarks_reprocess_jobs{state="finished"} 3.0' in text
+    assert 'landmarks_reprocess_job_selected_photos{job="7",state="running"} 20000.0' in text
+    assert 'landmarks_reprocess_job_sent_photos{job="7",state="running"} 5000.0' in text
+    assert 'landmarks_reprocess_job_processed_photos{job="7",state="running"} 1200.0' in text
+    assert 'landmarks_reprocess_job_remaining_photos{job="7",state="running"} 18800.0' in text
+    # job 6's count timed out: its sent and selected figures stay, processed and remaining are left out
+    assert 'landmarks_reprocess_job_sent_photos{job="6",state="paused"} 500.0' in text
+    assert 'job="6"' not in "".join(line for line in text.splitlines() if "processed_photos{" in line)
+    assert 'landmarks_reprocess_job_remaining_photos{job="6"' not in text
+
+
+def test_no_job_gauges_when_the_database_did_not_answer() -> None:
+    text = _scrape(FleetState(None, None, None, None, False))
+    assert "landmarks_reprocess" not in text

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Metric
 
-from shared.ops.status import BridgeLag, ModelSummary
+from shared.ops.job_progress import JobProgress
+from shared.ops.status import BridgeLag, JobSummary, ModelSummary
 from workers.fleet_metrics import FleetCollector, FleetState
 from workers.metrics import metrics
 
@@ -31,6 +32,8 @@ def exported() -> set[str]:
         bridges=[BridgeLag("seaweedfs", 1, now, 1.0, 1.0)],
         model=ModelSummary(1, "v1", "efficientnet_lite2", now, {}),
         database_up=True,
+        jobs_by_state={"running": 1},
+        jobs=[JobProgress(JobSummary(1, "running", 10, 100, 0, {"all": True}, None, now, None), 5)],
     )
     registry = CollectorRegistry()
     registry.register(FleetCollector(lambda: everything))
@@ -61,5 +64,10 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
     assert "landmarks_queue_depth" in by_title["Queue depth"]
     assert "by (reason)" in by_title["Failures by reason"]
     assert "landmarks_album_writes_total" in by_title["Albums written / s"]
+    reprocess = [expr for title, expr in queries() if title == "Reprocess jobs"]
+    assert (
+        "landmarks_reprocess_job_remaining_photos" in reprocess
+        and "landmarks_reprocess_jobs" in by_title["Reprocess jobs by state"]
+    )
     dashboard = json.loads(DASHBOARD.read_text())
     assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"])  # picked on import

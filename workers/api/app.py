@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.imaging import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
 from shared.settings import ApiClient
-from workers.api import routes_ui, routes_v1
+from workers.api import routes_ops, routes_ui, routes_v1
 from workers.api.auth import TokenTable
 from workers.api.sessions import DEFAULT_TTL as DEFAULT_SESSION_TTL
 from workers.api.thumbs import Thumbnailer
@@ -24,7 +24,8 @@ from workers.api.thumbs import Thumbnailer
 DESCRIPTION = """Landmark albums of a photo cloud's users, and the corrections users make to them.
 
 Every call needs `Authorization: Bearer <token>` with a client token from `LANDMARKS_API_TOKENS`; a token is
-served only the users it is allowed (`"*"`: all). The album browser lives under `/ui`.
+served only the users it is allowed (`"*"`: all). Operator tokens (`"operator": true`) may also read `/v1/ops`
+(reprocess jobs). The album browser lives under `/ui`.
 """
 
 
@@ -50,6 +51,7 @@ def create_app(
     app.state.session_ttl = session_ttl
     app.state.thumbs = Thumbnailer(minio, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     app.include_router(routes_v1.router)
+    app.include_router(routes_ops.router)
     app.include_router(routes_ui.router)
     app.middleware("http")(routes_ui.sign_in_from_query)
 

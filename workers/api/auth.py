@@ -23,6 +23,7 @@ class Principal:
     client: str
     users: frozenset[str]
     read_only: bool = False
+    operator: bool = False  # may read /v1/ops (reprocess jobs), whatever users it serves
 
     def may_serve(self, user: str | None) -> bool:
         return user is not None and (ALL_USERS in self.users or user in self.users)
@@ -47,7 +48,7 @@ class TokenTable:
             token = client.token.get_secret_value()
             if not token:
                 raise ValueError(f"API client {name!r} has an empty token")
-            principal = Principal(name, frozenset(client.users), client.read_only)
+            principal = Principal(name, frozenset(client.users), client.read_only, client.operator)
             entries.append(_Entry(_digest(token), principal))
         self._entries = tuple(entries)
         self._by_client = {entry.principal.client: entry for entry in entries}

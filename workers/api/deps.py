@@ -79,6 +79,16 @@ def visible_photo(session: Session, principal: Principal, photo_id: uuid.UUID) -
     return photo, owner
 
 
+def get_operator(principal: PrincipalDep) -> Principal:
+    """An operator token (``"operator": true`` in LANDMARKS_API_TOKENS), or 403: a user's token sees no jobs."""
+    if not principal.operator:
+        raise HTTPException(403, "this token is not an operator's")
+    return principal
+
+
+OperatorDep = Annotated[Principal, Depends(get_operator)]
+
+
 def check_writer(principal: Principal) -> None:
     if principal.read_only:
         raise HTTPException(403, "this token is read-only")

@@ -103,3 +103,21 @@ class RejectIn(BaseModel):
 
 class AssignIn(BaseModel):
     landmark: str = Field(description="Slug of the landmark whose album the photo joins.")
+
+
+class ReprocessJobOut(BaseModel):
+    id: int
+    state: str = Field(description="running, paused, cancelled or finished (every selected photo sent).")
+    selector: dict = Field(description="What `landmarks reprocess` selected (user, since, until, status, ...).")
+    total: int | None = Field(description="Photos selected when the job was created.")
+    sent: int = Field(description="Photos the feeder has put on the recognize queue.")
+    reset: int = Field(description="Failed photos set back to pending to be tried again.")
+    processed: int | None = Field(
+        None,
+        description="Photos of the job finished since it began (an upper estimate, at most total); null in lists, "
+        "and when counting took too long.",
+    )
+    remaining: int | None = Field(None, description="total - processed, when both are known.")
+    created_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
