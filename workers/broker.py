@@ -80,6 +80,7 @@ def beat(client: redis.Redis, node: str, queues: Iterable[str], interval_s: floa
     pipe = client.pipeline(transaction=True)
     pipe.set(worker_key(node), json.dumps({"queues": sorted(set(queues))}), px=ttl_ms)
     pipe.sadd(WORKERS_KEY, node)
+    pipe.pexpire(WORKERS_KEY, ttl_ms)  # the set too goes once no worker beats (a whole fleet killed)
     pipe.execute()
 
 

@@ -54,6 +54,9 @@ class _Client:
     def sadd(self, key: str, *members: str) -> None:
         self.sets.setdefault(key, set()).update(members)
 
+    def pexpire(self, key: str, ms: int) -> None:
+        self.ttls[key] = ms
+
     def srem(self, key: str, *members: str) -> None:
         self.sets.get(key, set()).difference_update(members)
 
@@ -86,6 +89,7 @@ def test_workers_online_come_from_live_heartbeats() -> None:
     broker.beat(client, "ing@b", ["ingest", "albums", "ingest"], 5.0)
     broker.beat(client, "old@c", ["recognize"], 5.0)
     assert client.ttls[broker.worker_key("rec@a")] == 15_000  # three missed beats
+    assert client.ttls[broker.WORKERS_KEY] == 15_000
     assert json.loads(client.values[broker.worker_key("ing@b")]) == {"queues": ["albums", "ingest"]}
     del client.values[broker.worker_key("old@c")]  # its key expired: a killed worker
 
