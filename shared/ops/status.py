@@ -3,9 +3,11 @@
 Times are the database's (``now()``), so lag does not depend on the operator machine's clock. A connected bridge
 saves its cursor at least every heartbeat (``workers.bridge.subscriber``), so a cursor that stopped moving means
 a stopped or disconnected bridge, while an old last event with a fresh heartbeat only means nobody uploaded.
-Photo counts are
-exact on small tables and the planner's estimates (reltuples x the status column's most-common frequencies, kept
-fresh by autovacuum's ANALYZE) on large ones, shown with "about": an exact GROUP BY scans every row.
+Photo counts are exact on small tables and the planner's estimates (reltuples x the status column's most-common
+frequencies, kept fresh by autovacuum's ANALYZE) on large ones, shown with "about": an exact GROUP BY scans every
+row. The queries are plain SQL over a ``Rows`` callable, so the same code runs on a bare psycopg2 connection
+(`landmarks status`) and in a SQLAlchemy session (/metrics, the API); the models' table and column names are
+checked by the integration tests that run both.
 """
 
 from __future__ import annotations
