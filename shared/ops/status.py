@@ -7,7 +7,7 @@ Photo counts are exact on small tables and the planner's estimates (reltuples x 
 frequencies, kept fresh by autovacuum's ANALYZE) on large ones, shown with "about": an exact GROUP BY scans every
 row. The queries are plain SQL over a ``Rows`` callable, so the same code runs on a bare psycopg2 connection
 (`landmarks status`) and in a SQLAlchemy session (/metrics, the API); the models' table and column names are
-checked by the integration tests that run both.
+checked by tests/unit/test_status_sql.py and by the integration tests that run both.
 """
 
 from __future__ import annotations
