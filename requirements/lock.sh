@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Writes the hashed lock files again (`make lock`): lock.txt from pyproject.toml with the dev extra, pip.txt from
-# pip.in, no-deps.txt from no-deps.in. Run it on Linux x86_64 with CPython 3.11, the platform the lock is for, where
+# Writes the hashed lock files again (`make lock`): lock.txt from pyproject.toml with the dev extra (make venv),
+# runtime.txt without it (the image), pip.txt from pip.in, no-deps.txt from no-deps.in. Run it on Linux x86_64 with CPython 3.11, the platform the lock is for, where
 # pip reaches the package index (and this project's machines' local torch wheels, through pip's own configuration).
 # pip-tools lives in a throw-away venv, never in the project's.
 set -euo pipefail
@@ -11,6 +11,9 @@ test -x "$tools/bin/pip-compile" || { "$PY" -m venv "$tools" && "$tools/bin/pip"
 compile=("$tools/bin/pip-compile" -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url
   --no-emit-find-links)
 "${compile[@]}" --extra dev --output-file requirements/lock.txt pyproject.toml
+# The image's lock: the runtime dependencies alone, seeded with lock.txt so every version and hash is the same.
+cp requirements/lock.txt requirements/runtime.txt
+"${compile[@]}" --output-file requirements/runtime.txt pyproject.toml
 "${compile[@]}" --output-file requirements/pip.txt requirements/pip.in
 
 downloads=$(mktemp -d)
