@@ -7,23 +7,25 @@ BIN := $(VENV)/bin
 LANDMARKS := $(BIN)/landmarks
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# Installed without their declared dependencies: celery-batches 0.11 asks for celery<5.7, and 5.7.0 is the
-# release that survives a Redis restart (see pyproject.toml).
-NO_DEPS_PACKAGES := celery-batches==0.11
+# Hashed pins (`make lock` writes them again from pyproject.toml): pip itself, every dependency with the dev extra
+# (installed --no-deps: the lock is the whole resolution) and the packages installed without their declared
+# dependencies (celery-batches 0.11 asks for celery<5.7; 5.7.0 is the release that survives a Redis restart).
+LOCKS := requirements/pip.txt requirements/lock.txt requirements/no-deps.txt
 
 # Debian packages the demo and the tests use: sample photos (gcompris-qt-data) and a headless browser.
 DEBS_DEMO := gcompris-qt-data
 DEBS_TEST := gcompris-qt-data chromium
 
-.PHONY: venv demo test lint services stop proto debs-demo debs-test
+.PHONY: venv demo test lint lock services stop proto debs-demo debs-test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCKS)
 	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
 	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(NO_DEPS_PACKAGES)
+	$(BIN)/pip install -q --require-hashes -r requirements/pip.txt
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/lock.txt
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/no-deps.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,6 +53,10 @@ test: venv debs-test
 	$(LANDMARKS) db upgrade
 	$(LANDMARKS) db check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# After a change to pyproject.toml's dependencies (tests/unit/test_lock.py fails until the lock satisfies it).
+lock:
+	PY=$(PY) bash requirements/lock.sh
 
 proto: venv
 	$(BIN)/python -m workers.bridge.sources.proto.generate

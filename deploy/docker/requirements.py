@@ -1,22 +1,25 @@
-"""Print the project's runtime dependencies from pyproject.toml, one per line, for the image's cached pip layers.
+"""Print pins of a hashed lock file (requirements/lock.txt), filtered by package name, for the image's pip layers.
 
-The Dockerfile installs dependencies before copying the source, so a code change does not reinstall torch; it
-installs torch and torchvision on their own from the PyTorch index the build chose (CPU or a CUDA build), then
-everything else from PyPI, where the pinned torch is already satisfied.
+The image installs the lock with its hashes, less torch, torchvision and the CUDA libraries that PyPI's Linux torch
+wheel brings (nvidia-*, cuda-*, triton), then torch and torchvision at the locked versions from the PyTorch index
+the build chose (CPU or a CUDA build). Their files differ per index, so they are pinned by version there; on a CUDA
+build that index also brings its own CUDA libraries.
 
-    python requirements.py pyproject.toml --only torch,torchvision
-    python requirements.py pyproject.toml --exclude torch,torchvision
+    python requirements.py requirements/lock.txt --exclude torch,torchvision,nvidia-*,cuda-*,triton
+    python requirements.py requirements/lock.txt --only torch,torchvision --no-hashes
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 import sys
-import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+_HASH = re.compile(r"--hash=(sha256:[0-9a-f]{64})")
 
 
 def canonical(name: str) -> str:
@@ -24,25 +27,47 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_name(requirement: str) -> str:
-    match = _NAME.match(requirement)
-    if match is None:
-        raise ValueError(f"not a requirement: {requirement!r}")
-    return canonical(match.group(1))
+class Pin(NamedTuple):
+    name: str  # canonical
+    version: str
+    hashes: tuple[str, ...]
+
+    def line(self, *, hashes: bool = True) -> str:
+        if not hashes:
+            return f"{self.name}=={self.version}"
+        return " \\\n    ".join([f"{self.name}=={self.version}", *(f"--hash={h}" for h in self.hashes)])
 
 
-def dependencies(pyproject: Path, *, only: set[str] | None = None, exclude: set[str] = frozenset()) -> list[str]:
-    """The `[project] dependencies` of ``pyproject``, filtered by (normalised) package name."""
-    listed = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    only_names = {canonical(n) for n in only} if only is not None else None
-    skip = {canonical(n) for n in exclude}
-    picked = []
-    for requirement in listed:
-        name = requirement_name(requirement)
-        if (only_names is None or name in only_names) and name not in skip:
-            picked.append(requirement.split("#", 1)[0].strip())
-    if only_names is not None and (missing := only_names - {requirement_name(r) for r in picked}):
-        raise ValueError(f"not among the dependencies: {', '.join(sorted(missing))}")
+def read_lock(path: Path) -> list[Pin]:
+    """The pins of a pip-compile (or hand-written) requirements file: ``name==version`` with its ``--hash`` lines.
+
+    Continuation lines are joined first; comments and options are skipped. Anything else is refused, so a loose
+    requirement (``name>=1``) or a URL never slips through unpinned.
+    """
+    text = re.sub(r"\\\n", " ", path.read_text())
+    pins = []
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line or line.startswith("#") or line.startswith("-"):
+            continue
+        match = _PIN.match(line)
+        if match is None:
+            raise ValueError(f"{path}: not an exact pin: {line!r}")
+        pins.append(Pin(canonical(match.group(1)), match.group(2).split(";", 1)[0], tuple(_HASH.findall(line))))
+    return pins
+
+
+def _matches(name: str, patterns: set[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, canonical(p)) for p in patterns)
+
+
+def select(pins: list[Pin], *, only: set[str] | None = None, exclude: set[str] = frozenset()) -> list[Pin]:
+    """The pins whose name matches one of ``only`` (all when None) and none of ``exclude`` (globs allowed)."""
+    picked = [p for p in pins if (only is None or _matches(p.name, only)) and not _matches(p.name, exclude)]
+    if only is not None:
+        missing = {n for n in only if "*" not in n and canonical(n) not in {p.name for p in picked}}
+        if missing:
+            raise ValueError(f"not in the lock: {', '.join(sorted(missing))}")
     return picked
 
 
@@ -52,17 +77,18 @@ def _names(value: str) -> set[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pyproject", type=Path)
+    parser.add_argument("lock", type=Path)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--only", type=_names, help="comma-separated package names to keep")
-    group.add_argument("--exclude", type=_names, default=set(), help="comma-separated package names to drop")
+    group.add_argument("--only", type=_names, help="comma-separated package names (globs) to keep")
+    group.add_argument("--exclude", type=_names, default=set(), help="comma-separated package names (globs) to drop")
+    parser.add_argument("--no-hashes", action="store_true", help="print name==version only")
     args = parser.parse_args(argv)
     try:
-        lines = dependencies(args.pyproject, only=args.only, exclude=args.exclude)
+        pins = select(read_lock(args.lock), only=args.only, exclude=args.exclude)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
+    print("\n".join(p.line(hashes=not args.no_hashes) for p in pins))
     return 0
 
 

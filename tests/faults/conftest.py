@@ -8,6 +8,8 @@ stack running. A failing test prints the tail of every process log.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -27,8 +29,9 @@ from minio import Minio
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stack.cgroup import MemoryCgroup
 from devtools.stack.registry import Registry
-from devtools.stack.testing import DemoModel, IsolatedStack
+from devtools.stack.testing import DemoModel, IsolatedStack, worker_app
 from shared.db.models import Album, AlbumPhoto, Photo, PhotoStatus, Recognition
 from shared.settings import Settings
 
@@ -211,6 +214,23 @@ class FaultStack:
         assert len(children) == 1, f"{app}: expected one pool process, found {children}"
         os.kill(children[0], signal.SIGKILL)
         return children[0]
+
+    @contextlib.contextmanager
+    def capped_recognize_worker(self, cgroup: MemoryCgroup, env: dict[str, str]) -> Iterator[str]:
+        """Swap the stack's recognize worker for one running inside ``cgroup`` (its pool processes too), with
+        ``env`` on top of the stack's settings; yields the app's name. The usual worker is back on exit."""
+        tag = uuid.uuid4().hex[:6]
+        app = worker_app(self.settings, "recognize", CONCURRENCY["recognize"], f"capped-{tag}", env)
+        name = "worker-recognize-capped"
+        self.stack.apps[name] = dataclasses.replace(app, name=name, argv=cgroup.wrap(app.argv))
+        self.stack.stop("worker-recognize")
+        try:
+            self.stack.start(name)
+            yield name
+        finally:
+            self.stack.stop(name)
+            del self.stack.apps[name]
+            self.stack.start("worker-recognize")
 
     # --- logs and the final audit -----------------------------------------------------------------------------
 

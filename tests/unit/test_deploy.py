@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 import typing
 from collections.abc import Iterator
 from functools import cache
@@ -603,17 +604,25 @@ def requirements_module() -> Any:
 
 
 def test_image_requirements_split_torch_from_the_rest() -> None:
+    """The image installs the hashed runtime lock less torch, torchvision and PyPI's CUDA libraries, then torch and
+    torchvision at their locked versions from the PyTorch index the build chose."""
     module = requirements_module()
-    pyproject = REPO_ROOT / "pyproject.toml"
-    torch = module.dependencies(pyproject, only={"torch", "torchvision"})
-    rest = module.dependencies(pyproject, exclude={"torch", "torchvision"})
-    assert sorted(module.requirement_name(r) for r in torch) == ["torch", "torchvision"]
-    assert all(re.match(r"^torch(vision)?==", r) for r in torch)  # pinned: the CPU/CUDA index serves that version
-    assert not {module.requirement_name(r) for r in rest} & {"torch", "torchvision"}
-    assert len(torch) + len(rest) == len(module.dependencies(pyproject))
-    assert all("#" not in r for r in rest)
-    with pytest.raises(ValueError, match="not among the dependencies"):
-        module.dependencies(pyproject, only={"no-such-package"})
+    lock = REPO_ROOT / "requirements" / "runtime.txt"
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    [excluded] = re.findall(r'runtime\.txt --exclude "([^"]+)"', dockerfile)
+    pins = module.read_lock(lock)
+    torch = module.select(pins, only={"torch", "torchvision"})
+    rest = module.select(pins, exclude=module._names(excluded))
+    cuda = module.select(pins, only={"nvidia-*", "cuda-*", "triton"})
+    assert sorted(p.name for p in torch) == ["torch", "torchvision"]
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert {f"{p.name}=={p.version}" for p in torch} <= set(declared)  # pinned: the CPU/CUDA index serves that version
+    assert not {p.name for p in rest} & {p.name for p in torch + cuda}
+    assert len(torch) + len(rest) + len(cuda) == len(pins)
+    assert all(p.hashes for p in rest) and all("#" not in p.line() for p in rest)
+    assert [p.line(hashes=False) for p in torch] == [f"{p.name}=={p.version}" for p in torch]
+    with pytest.raises(ValueError, match="not in the lock"):
+        module.select(pins, only={"no-such-package"})
 
 
 def test_dockerfile_builds_from_python_slim_with_cpu_torch_by_default() -> None:
