@@ -35,6 +35,7 @@ class Enqueue(Protocol):
 
     def __call__(self, photo_ids: Sequence[uuid.UUID], *, version_id: int | None) -> object: ...
 
+
 DEFAULT_PAGE = 500
 LIVE_STATES = (JobState.running, JobState.paused)
 TRANSITIONS: dict[str, tuple[tuple[JobState, ...], JobState]] = {
