@@ -11,9 +11,10 @@ album of 100 photos) into a database of its own on the local PostgreSQL server (
 - the sweep in a child process over a fake listing of every seeded key (1 in 1000 missing, so lost deletes are
   found and, being over nothing, applied after a stat the fake answers): peak RSS, time per million keys.
 
-Not covered here: live upload latency on the real stack while a job drains (see bench_pipeline.py).
+Live-upload latency on the real stack while a job drains: bench_reprocess_drain.py.
 Writes ``bench/results/fleet_scale.json``. ``--quick``: 200k rows. Run from the repository root:
-``.venv/bin/python bench/bench_fleet_scale.py [--quick] [--rows N]``.
+``.venv/bin/python bench/bench_fleet_scale.py [--quick] [--rows N] [--feed-limit N] [--parts ...] [--out F]``
+(``--feed-limit``: cancel the job after N messages, the time per million measured on them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "fleet_scale.json"
 PER_USER = 100
 SEED_CHUNK = 100_000
 MISSING_EVERY = 1000  # the fake listing leaves out one key in this many (lost delete events)
+PARTS = ("queries", "feeder", "sweep")
 
 
 def factory_for(url: str) -> sessionmaker:
@@ -61,6 +63,8 @@ def seed(url: str, rows: int) -> float:
         )
         session.execute(text("INSERT INTO landmarks (slug, name) VALUES ('bench_tower', 'Bench Tower')"))
     for start in range(0, rows, SEED_CHUNK):
+        if start and start % 1_000_000 == 0:
+            print(f"  seeded {start:,} rows ({time.perf_counter() - t0:.0f} s)", flush=True)
         with factory.begin() as session:
             session.execute(
                 text(
@@ -128,11 +132,17 @@ def query_latencies(url: str) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak RSS (VmHWM). Not ``ru_maxrss``: Linux keeps that across exec, so a child spawned
+    from a big parent would report the parent's size (a 10M-row run's parent reached 813 MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: an upper bound
 
 
-def feeder_child(url: str, broker: str, bound: int, result: Any) -> None:
-    """Runs in its own process: a --all job fed round after round, the queue emptied between rounds."""
+def feeder_child(url: str, broker: str, bound: int, limit: int | None, result: Any) -> None:
+    """Runs in its own process: a --all job fed round after round, the queue emptied between rounds; with
+    ``limit`` the job is cancelled once that many messages were sent (the time per million is measured on them)."""
     import redis
 
     from shared.ops import jobs
@@ -162,10 +172,16 @@ def feeder_child(url: str, broker: str, bound: int, result: Any) -> None:
             client.delete(priority_key("recognize", step))
         if fed.outcome == "finished":
             break
+        with factory() as session:
+            if limit is not None and jobs.get_job(session, job.id).enqueued >= limit:
+                break
     elapsed = time.perf_counter() - t0
-    with factory() as session:
+    with factory.begin() as session:
         enqueued = jobs.get_job(session, job.id).enqueued
-    result.put({"selected": job.total, "enqueued": enqueued, "rounds": len(lengths), "bound": bound,
+        if fed.outcome != "finished":
+            jobs.change_state(session, job.id, "cancel")
+    result.put({"selected": job.total, "enqueued": enqueued, "finished": fed.outcome == "finished",
+                "rounds": len(lengths), "bound": bound,
                 "queue_max": max(lengths), "queue_lengths_sample": lengths[:: max(1, len(lengths) // 20)],
                 "redis_used_memory_max_mb": round(max(redis_mb), 1), "seconds": round(elapsed, 1),
                 "s_per_million": round(elapsed / max(1, enqueued) * 1e6, 1),
@@ -213,6 +229,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--quick", action="store_true", help="200k rows")
     parser.add_argument("--bound", type=int, default=None, help="the feeder's queue bound (default: settings)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run after seeding")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"where the figures go (default {RESULTS})")
+    parser.add_argument("--feed-limit", type=int, default=None, help="stop the feeder after N messages (default: all)")
     args = parser.parse_args()
     rows = 200_000 if args.quick else args.rows
     settings = get_settings()
@@ -223,19 +242,24 @@ def main() -> None:
     try:
         seconds = seed(url, rows)
         print(f"seeded {rows} rows in {seconds:.1f} s")
-        out: dict[str, Any] = {"rows": rows, "seed_s": round(seconds, 1), "queries": query_latencies(url)}
-        print(json.dumps(out["queries"], indent=1))
-        out["feeder"] = in_child(feeder_child, url, broker, args.bound or settings.reprocess_queue_bound)
-        print("feeder", json.dumps(out["feeder"]))
-        out["sweep"] = in_child(sweep_child, url, rows, settings.sweep_page_size)
-        print("sweep", json.dumps(out["sweep"]))
+        out: dict[str, Any] = {"rows": rows, "seed_s": round(seconds, 1)}
+        if "queries" in args.parts:
+            out["queries"] = query_latencies(url)
+            print(json.dumps(out["queries"], indent=1))
+        if "feeder" in args.parts:
+            bound = args.bound or settings.reprocess_queue_bound
+            out["feeder"] = in_child(feeder_child, url, broker, bound, args.feed_limit)
+            print("feeder", json.dumps(out["feeder"]))
+        if "sweep" in args.parts:
+            out["sweep"] = in_child(sweep_child, url, rows, settings.sweep_page_size)
+            print("sweep", json.dumps(out["sweep"]))
     finally:
         release_redis_db(broker)
         drop_database(url)
     out["when"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -54,12 +54,19 @@ class WorkerContext:
             s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure, region=s3.region
         )
 
-    def recognizer(self) -> tuple[int, PhotoRecognizer]:
+    def recognizer(self, expected: int | None = None) -> tuple[int, PhotoRecognizer]:
         """The active model version's recognizer; checks the active version at most every couple of seconds and
-        loads a newly activated bundle once, so workers follow `landmarks model activate` without a restart."""
+        loads a newly activated bundle once, so workers follow `landmarks model activate` without a restart.
+
+        ``expected`` is the version a message was sent for (a reprocess job's messages name the version active
+        when they were sent): when the loaded one differs, the database is asked at once instead of after the
+        TTL, so a job started right after an activation is never recognised by the version it replaces. The
+        active version still decides (a rollback since the message was sent wins).
+        """
         with self._lock:
             now = time.monotonic()
-            if self._recognizer is not None and now - self._checked_at < ACTIVE_VERSION_TTL_S:
+            fresh = now - self._checked_at < ACTIVE_VERSION_TTL_S
+            if self._recognizer is not None and fresh and expected in (None, self._recognizer[0]):
                 return self._recognizer
             with self.session() as session:
                 version = registry.active_version(session)

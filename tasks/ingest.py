@@ -16,6 +16,7 @@ from shared.ops import sweep
 from shared.photos import records as photos
 from shared.photos.failures import record_failure
 from shared.storage import ObjectMissing, object_exists, stat_object
+from shared.versions import registry
 from tasks.context import context
 from tasks.priorities import REPROCESS_PRIORITY
 
@@ -90,8 +91,11 @@ def object_event(self: Any, record: dict[str, Any]) -> dict[str, Any]:
             ownership=ownership,
             sequencer=event.sequencer,
         )
-    if result.action == "recognize":
-        recognize_photo.delay(str(result.photo_id))  # after the commit that created the row
+        # Read after the row: a photo created after `model activate V --reprocess`'s job is left to this path, so
+        # its message names V too and a worker still caching the old version looks the active one up at once.
+        version = registry.active_version(session) if result.action == "recognize" else None
+    if result.action == "recognize":  # after the commit that created the row
+        recognize_photo.delay(str(result.photo_id), version_id=version.id if version is not None else None)
     log.info(
         "object_created",
         bucket=event.bucket,

@@ -100,14 +100,16 @@ class RecognizeTask(Task):
     retry_jitter=True,
     max_retries=MAX_RETRIES,
 )
-def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
+def recognize_photo(self: Any, photo_id: str, version_id: int | None = None) -> dict[str, Any]:
+    """``version_id``: the model version the sender meant (reprocess jobs name it); see WorkerContext.recognizer."""
     ctx = context()
     pid = uuid.UUID(photo_id)
     with ctx.session() as session:
         ref = claim(session, pid, ctx, task_id=self.request.id)
     if ref is None:
         return {"action": "skipped"}
-    version_id, recognizer = ctx.recognizer()  # a model that kills its worker on load is no photo's fault
+    # a model that kills its worker on load is no photo's fault
+    version_id, recognizer = ctx.recognizer(expected=version_id)
     with ctx.session() as session:
         recognize.begin_runs(session, [pid])
     try:
@@ -211,7 +213,7 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
     if not refs:
         return out
     try:
-        version_id, recognizer = ctx.recognizer()
+        version_id, recognizer = ctx.recognizer(expected=expected_version(requests))
     except RETRYABLE as exc:
         for photo_id in refs:
             settle(photo_id, exc=exc)
@@ -261,6 +263,12 @@ def run_batch(ctx: WorkerContext, photo_task: Task, requests: Sequence[SimpleReq
     for ids in ([fresh] if fresh else []) + [[p] for p in suspects]:
         recognize_together(ids)
     return out
+
+
+def expected_version(requests: Sequence[SimpleRequest]) -> int | None:
+    """The newest model version the batch's messages name (none: the worker's cached active version will do)."""
+    named = [v for v in ((r.kwargs or {}).get("version_id") for r in requests) if v is not None]
+    return max(named) if named else None
 
 
 def deliver(

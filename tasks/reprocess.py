@@ -28,10 +28,13 @@ def recognize_queue_depth() -> int:
 
 
 def sender(priority: int):
-    def enqueue(photo_ids: Sequence[uuid.UUID]) -> None:
+    def enqueue(photo_ids: Sequence[uuid.UUID], *, version_id: int | None = None) -> None:
+        kwargs = {"version_id": version_id} if version_id is not None else {}
         with current_app.producer_or_acquire() as producer:
             for photo_id in photo_ids:
-                current_app.send_task(RECOGNIZE_TASK, args=[str(photo_id)], priority=priority, producer=producer)
+                current_app.send_task(
+                    RECOGNIZE_TASK, args=[str(photo_id)], kwargs=kwargs, priority=priority, producer=producer
+                )
 
     return enqueue
 

@@ -71,11 +71,15 @@ def workers_by_queue(app: Celery, queues: Iterable[str], timeout: float = 1.0) -
     return result
 
 
-def send_recognitions(app: Celery, photo_ids: Sequence[uuid.UUID], *, priority: int) -> int:
-    """One ``recognition.recognize_photo`` message per photo, over one broker connection."""
+def send_recognitions(
+    app: Celery, photo_ids: Sequence[uuid.UUID], *, priority: int, version_id: int | None = None
+) -> int:
+    """One ``recognition.recognize_photo`` message per photo, over one broker connection; ``version_id`` names the
+    model version the photos are meant for (the worker checks its active version at once when it differs)."""
+    kwargs = {"version_id": version_id} if version_id is not None else {}
     with app.producer_or_acquire() as producer:
         for photo_id in photo_ids:
-            app.send_task(RECOGNIZE_TASK, args=[str(photo_id)], priority=priority, producer=producer)
+            app.send_task(RECOGNIZE_TASK, args=[str(photo_id)], kwargs=kwargs, priority=priority, producer=producer)
     return len(photo_ids)
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +86,80 @@ def claim_redis_db(server_url: str = "redis://127.0.0.1:6379", candidates: Itera
         finally:
             client.close()
     raise StackError(f"no empty Redis database among {list(candidates)} at {server_url}")
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of one test's own, for tests that restart Redis (the shared server must never be restarted).
+
+    Its data is an append-only file fsynced on every write under ``data_dir``, so a restart keeps every queued
+    message, as a production broker with persistence does.
+    """
+
+    binary: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+        ]  # fmt: skip
+        with (self.data_dir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    if client.ping():  # answers only once the append-only file is loaded
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass
+                except redis.ConnectionError as exc:
+                    if self.process.poll() is not None:
+                        raise StackError(f"redis-server exited with {self.process.returncode}: see {log.name}") from exc
+                if time.monotonic() > deadline:
+                    raise StackError(f"redis-server on port {self.port} did not answer within {timeout:g} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (Redis flushes the append-only file and exits), SIGKILL after ``grace``."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def private_redis(data_dir: Path) -> Iterator[PrivateRedis]:
+    """A running :class:`PrivateRedis` on a free port, stopped on exit whatever happened."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server is not installed (Debian: apt-get install redis-server)")
+    server = PrivateRedis(binary, free_ports(1)[0], Path(data_dir))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,10 @@ lock) walks the selection in ``(created_at, id)`` keyset pages and sends a page 
 holds fewer than ``bound`` messages, so the broker's memory stays flat whatever the selection's size; the cursor is
 advanced after the page is sent, so a killed feeder sends that page again (recognition is idempotent) rather
 than losing it. Photos created after the job are live uploads and are left to the live path.
+
+Every page's messages name the model version active when the page was read (after the job row, so an
+activation committed before the job, as ``model activate V --reprocess`` does, is always seen): a worker still
+holding an older version looks the active one up at once instead of after its cache's TTL.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,8 +27,15 @@ from shared.db.session import session_scope
 from shared.ops.locks import FEED_LOCK, advisory_lock
 from shared.ops.reprocess import reset_failed
 from shared.ops.selectors import PhotoSelector, photo_ids_query
+from shared.versions.registry import active_version
 
-Enqueue = Callable[[Sequence[uuid.UUID]], None]
+
+class Enqueue(Protocol):
+    """Sends one recognize message per photo, each naming the model version it is meant for."""
+
+    def __call__(self, photo_ids: Sequence[uuid.UUID], *, version_id: int | None) -> object: ...
+
+
 DEFAULT_PAGE = 500
 LIVE_STATES = (JobState.running, JobState.paused)
 TRANSITIONS: dict[str, tuple[tuple[JobState, ...], JobState]] = {
@@ -182,7 +193,8 @@ def feed_job(
                     return FeedResult(job_id, "finished", sent)
                 photo_ids = [photo_id for _, photo_id in page]
                 reset = reset_failed(session, photo_ids)  # committed before the send: claim_photo skips failed
-            enqueue(photo_ids)
+                version = active_version(session)  # read after the job row: see the module's docstring
+            enqueue(photo_ids, version_id=version.id if version is not None else None)
             with session_scope(factory) as session:
                 job = get_job(session, job_id, for_update=True)
                 job.cursor_created_at, job.cursor_id = page[-1]

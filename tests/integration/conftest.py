@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -89,21 +90,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="module")
-def running_stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+@contextmanager
+def demo_stack_on(pg_url: str, state: Path, redis_server: str) -> Iterator[RunningStack]:
+    """The e2e stack (a claimed database of ``redis_server``, a new database, weed, the apps, the demo model)."""
     from devtools import demo_data
     from devtools.stack import testing
 
     if not demo_data.DEFAULT_RCC_DIR.is_dir():
         pytest.skip(f"{demo_data.DEFAULT_RCC_DIR} is absent: install Debian's {demo_data.DEBIAN_PACKAGE} (make test)")
-    state = tmp_path_factory.mktemp("e2e-stack")
     with (
         testing.isolated_resources(
-            pg_url, state / "state", redis_server=_redis_server(), db_prefix="landmarks_e2e"
+            pg_url, state / "state", redis_server=redis_server, db_prefix="landmarks_e2e"
         ) as settings,
         testing.started_demo_stack(settings, state / "demo", landmarks=E2E_LANDMARKS, negatives=E2E_NEGATIVES) as up,
     ):
         yield RunningStack(up.stack, up.model, up.engine, up.factory, up.minio)
+
+
+@pytest.fixture(scope="module")
+def running_stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with demo_stack_on(pg_url, tmp_path_factory.mktemp("e2e-stack"), _redis_server()) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import tasks.ingest
-from shared.db.models import Photo, PhotoStatus, TaskFailure, User
+from shared.db.models import ModelStatus, ModelVersion, Photo, PhotoStatus, TaskFailure, User
 from shared.events import CREATED, ObjectEvent
 from shared.storage import ObjectInfo
+from shared.versions import registry
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,7 @@ def ingest(session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPat
     """``ingest(event_metadata, stored_metadata, key)``: run the task on an event whose body says one thing while
     the stored object (its stat) says another; returns the task's answer."""
     stored: dict[str, ObjectInfo] = {}
+    sent: list[tuple[tuple[Any, ...], dict[str, Any]]] = []  # the recognize messages: (args, kwargs)
 
     @contextmanager
     def session():
@@ -36,13 +38,14 @@ def ingest(session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.setattr(tasks.ingest, "context", lambda: ctx)
     monkeypatch.setattr(tasks.ingest, "stat_object", lambda _c, bucket, key: stored[key])
-    monkeypatch.setattr("tasks.recognition.recognize_photo.delay", lambda *a, **kw: None)
+    monkeypatch.setattr("tasks.recognition.recognize_photo.delay", lambda *a, **kw: sent.append((a, kw)))
 
     def run(key: str, *, event_meta: dict[str, str], stored_meta: dict[str, str], etag: str = "real") -> dict[str, Any]:
         stored[key] = ObjectInfo("photos", key, 100, etag, "image/jpeg", stored_meta)
         event = ObjectEvent(CREATED, "photos", key, 5, "forged-etag", "text/html", event_meta, datetime.now(UTC), "t")
         return tasks.ingest.object_event.run(event.to_record())
 
+    run.sent = sent  # type: ignore[attr-defined]
     return run
 
 
@@ -74,3 +77,15 @@ def test_the_event_bodys_metadata_and_etag_are_ignored_for_the_objects_own(inges
     assert (photo.etag, photo.size, photo.content_type) == ("etag-of-object", 100, "image/jpeg")
     ingest("users/carol/x.jpg", event_meta={"user": "mallory"}, stored_meta={})  # a forged event body: no conflict
     assert _photo(db_session, "users/carol/x.jpg")[1] == "carol"
+
+
+def test_a_live_uploads_message_names_the_active_version(ingest, db_session):
+    """A photo uploaded right after `model activate V --reprocess` is left to the live path by V's job: its message
+    names V, so a worker still caching the old version (ACTIVE_VERSION_TTL_S) looks the active one up at once."""
+    db_session.add(ModelVersion(version="ingest-v2", backbone="efficientnet_lite2", status=ModelStatus.ready))
+    db_session.flush()
+    active = registry.activate(db_session, "ingest-v2")
+    db_session.commit()
+    ingest("users/dave/new.jpg", event_meta={}, stored_meta={})
+    photo, _ = _photo(db_session, "users/dave/new.jpg")
+    assert ingest.sent == [((str(photo.id),), {"version_id": active.id})]

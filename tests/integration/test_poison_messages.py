@@ -37,7 +37,7 @@ POISON = "users/alice/bomb.png"
 class Context(WorkerContext):
     """A worker's context over the scratch database, with a recognizer that is never called (see fake_recognize)."""
 
-    def recognizer(self) -> tuple[int, Any]:
+    def recognizer(self, expected: int | None = None) -> tuple[int, Any]:
         return 1, object()
 
     @property

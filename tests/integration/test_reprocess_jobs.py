@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import JobState, Photo, PhotoStatus
+from shared.db.models import JobState, ModelStatus, ModelVersion, Photo, PhotoStatus
 from shared.ops import jobs
 from shared.ops.locks import FEED_LOCK
 from shared.ops.selectors import PhotoSelector, select_photo_ids
 from shared.photos import records as photos
+from shared.versions import registry
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +43,14 @@ class Queue:
 
     def __init__(self) -> None:
         self.messages: list[uuid.UUID] = []
+        self.versions: list[int | None] = []  # the model version each message names
 
     def depth(self) -> int:
         return len(self.messages)
 
-    def enqueue(self, photo_ids) -> None:
+    def enqueue(self, photo_ids, *, version_id: int | None) -> None:
         self.messages.extend(photo_ids)
+        self.versions.extend([version_id] * len(photo_ids))
 
 
 def new_job(session: Session, selector: PhotoSelector | None = None) -> int:
@@ -159,7 +162,7 @@ def test_failed_photos_are_reset_before_their_message_is_sent(
     job_id = new_job(db_session)
     seen: list[PhotoStatus] = []
 
-    def enqueue(photo_ids) -> None:
+    def enqueue(photo_ids, *, version_id: int | None) -> None:
         with session_factory() as session:
             seen.extend(session.get(Photo, i).status for i in photo_ids)
 
@@ -185,3 +188,20 @@ def test_feed_all_serves_every_running_job_under_one_bound(
     results = jobs.feed_all(session_factory, depth=queue.depth, enqueue_for=lambda priority: queue.enqueue, bound=4)
     assert [(r.job_id, r.sent) for r in results][:2] == [(first, 3), (second, 1)]
     assert queue.depth() == 4
+
+
+def test_messages_name_the_version_active_when_the_job_was_fed(
+    session_factory: sessionmaker[Session], db_session: Session
+) -> None:
+    """`model activate V --reprocess` commits the activation, then the job: every message of the job names V, so a
+    worker still holding the old version (cached for ACTIVE_VERSION_TTL_S) looks the active one up at once."""
+    make_photos(db_session, 3)
+    for name in ("jobs-v1", "jobs-v2"):
+        db_session.add(ModelVersion(version=name, backbone="efficientnet_lite2", status=ModelStatus.ready))
+    db_session.flush()
+    registry.activate(db_session, "jobs-v1")
+    new = registry.activate(db_session, "jobs-v2")
+    job_id = new_job(db_session)  # commits the activation before the job, as the CLI does
+    queue = Queue()
+    jobs.feed_job(session_factory, job_id, depth=queue.depth, enqueue=queue.enqueue, bound=100, page_size=2)
+    assert len(queue.messages) == 3 and queue.versions == [new.id] * 3

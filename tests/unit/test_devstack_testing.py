@@ -1,16 +1,19 @@
-"""The isolated-stack helper's pure parts: a child process must read back exactly the parent's settings."""
+"""The isolated-stack helper's parts: a child process must read back exactly the parent's settings; a private
+Redis (for tests that restart the broker) keeps its data across a restart."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from devtools.stack import seaweed
-from devtools.stack.testing import free_ports, isolated_settings, settings_env, worker_app
+from devtools.stack.testing import free_ports, isolated_settings, private_redis, settings_env, worker_app
 from shared.settings import Settings
 
 
@@ -52,3 +55,17 @@ def test_workers_get_node_names_of_their_own(tmp_path: Path) -> None:
     assert app.address == f"recognize-abc123@{socket.gethostname()}"
     assert app.argv[app.argv.index("-n") + 1] == app.address and "-Q" in app.argv
     assert app.env == {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_a_private_redis_keeps_queued_messages_across_a_restart(tmp_path: Path) -> None:
+    """What the e2e job test restarts: a server of its own on a free port whose list survives the restart."""
+    with private_redis(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(f"{server.url}/3")
+        client.lpush("recognize", "a", "b")
+        before = client.info("server")["run_id"]
+        server.restart()
+        assert client.info("server")["run_id"] != before  # a new process
+        assert client.lrange("recognize", 0, -1) == [b"b", b"a"]
+        client.close()
+    assert server.process is None
