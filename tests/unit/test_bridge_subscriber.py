@@ -21,8 +21,8 @@ from workers.bridge.subscriber import SeaweedSubscriber
 T0 = 1_714_558_272_000_000_000
 
 
-def _created(ts: int, key: str) -> filer_pb2.SubscribeMetadataResponse:
-    directory, _, name = f"/buckets/photos/{key}".rpartition("/")
+def _created(ts: int, key: str, bucket: str = "photos") -> filer_pb2.SubscribeMetadataResponse:
+    directory, _, name = f"/buckets/{bucket}/{key}".rpartition("/")
     note = filer_pb2.EventNotification(new_parent_path=directory)
     note.new_entry.CopyFrom(filer_pb2.Entry(name=name, attributes=filer_pb2.FuseAttributes(file_size=3, md5=b"1")))
     return filer_pb2.SubscribeMetadataResponse(directory=directory, event_notification=note, ts_ns=ts)
@@ -150,6 +150,19 @@ def test_first_start_replays_a_window_before_now(serve) -> None:
     assert filer.requests[0].since_ns == T0
     assert following.keys() == ["a.jpg", "users/b.jpg"]
     assert following.records[0]["eventSource"] == "seaweedfs:filer"
+
+
+def test_a_named_bucket_is_all_the_filer_sends(serve) -> None:
+    """A bulk write to another bucket (here the gallery's) never reaches the bridge that follows the photos bucket."""
+    log = [_created(T0 + 1, f"import/{n}.jpg", bucket="gallery") for n in range(50)] + [_created(T0 + 60, "c.jpg")]
+    filer = ScriptedFiler(log)
+    cursors = MemoryCursors({"c": T0})
+    with Following({"address": serve(filer), "cursors": cursors, "cursor_name": "c", "bucket": "photos"}) as following:
+        following.wait_for(1)
+        time.sleep(0.2)
+    assert filer.requests[0].path_prefix == "/buckets/photos/"
+    assert following.keys() == ["c.jpg"]
+    assert cursors.positions["c"] == T0 + 60
 
 
 def test_reconnects_after_the_filer_drops_the_stream_without_loss_or_replay(serve) -> None:

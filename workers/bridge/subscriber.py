@@ -37,6 +37,7 @@ class SeaweedSubscriber:
         cursors: Cursors,
         cursor_name: str | None = None,
         buckets_dir: str = BUCKETS_DIR,
+        bucket: str | None = None,
         start_window_s: float = 300.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -50,6 +51,9 @@ class SeaweedSubscriber:
         self._dispatch = dispatch
         self._cursors = cursors
         self._buckets_dir = buckets_dir.rstrip("/")
+        # The filer filters by path prefix: with one bucket named, a bulk write to another bucket (a gallery import,
+        # model bundles) never reaches this process, so it cannot hold up the events of live uploads behind it.
+        self._path_prefix = f"{self._buckets_dir}/{bucket}/" if bucket else self._buckets_dir + "/"
         self._start_window_ns = int(start_window_s * 1e9)
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -82,7 +86,8 @@ class SeaweedSubscriber:
 
     def run(self) -> None:
         since = self.start_position()
-        log.info("seaweedfs.start", address=self.address, cursor=self.cursor_name, since_ns=since)
+        log.info("seaweedfs.start", address=self.address, cursor=self.cursor_name, since_ns=since,
+                 path_prefix=self._path_prefix)  # fmt: skip
         backoff = self._backoff_initial
         epoch = 0
         channel = open_channel(self.address)
@@ -124,7 +129,7 @@ class SeaweedSubscriber:
         stream = subscribe_metadata(
             channel,
             since_ns=since,
-            path_prefix=self._buckets_dir + "/",
+            path_prefix=self._path_prefix,
             client_name=self._client_name,
             client_id=self._client_id,
             client_epoch=epoch,

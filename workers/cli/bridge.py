@@ -121,6 +121,7 @@ def run(
             address=address,
             dispatch=dispatch,
             cursors=_cursor_store(settings, f"seaweedfs:{address}"),
+            bucket=settings.s3.photos_bucket,
             start_window_s=start_window_s,
         )
         subscriber = SubscriberThread(follower)
