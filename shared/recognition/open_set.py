@@ -255,7 +255,8 @@ def fit_open_set(
     of the share asked and the model turns away more unknown landmarks, and known ones, than asked.
 
     ``balanced``: the share turned away is counted per left-out landmark and averaged (each stand-in landmark is
-    one unknown landmark; :func:`threshold_after_rule`), not over photos.
+    one unknown landmark; :func:`threshold_after_rule`), not over photos, and the combiner weighs each left-out
+    landmark's stand-ins alike.
     """
     from shared.recognition.build import candidate_scores  # build imports this module
 
@@ -322,12 +323,15 @@ def fit_open_set(
         return None
     known_x, unknown = np.concatenate(positives), np.concatenate(stand_ins)
     passed = np.concatenate(rule_passed)
+    group = np.concatenate(groups)
     labels = np.r_[np.ones(len(known_x)), np.zeros(len(unknown))]
-    weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels)
+    index = np.unique(group, return_inverse=True)[1]
+    per_landmark = 1.0 / np.bincount(index)[index] if balanced else np.ones(len(unknown))
+    sample = np.r_[np.ones(len(known_x)), per_landmark]
+    weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels, sample_weight=sample)
     density = reference_density(final.references, k)
     model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives.astype(np.float32))
     unknown_scores, known_scores = model.score(unknown), model.score(known_x)
-    group = np.concatenate(groups)
     threshold = threshold_after_rule(unknown_scores, passed, unknown_rejection, group if balanced else None)
     if len(operator):  # the operator's own unknown landmarks are all turned away, as every everyday photo is
         threshold = max(threshold, calibrate_threshold(model.score(operator), 1.0))
@@ -407,19 +411,21 @@ def landmark_folds(landmarks: np.ndarray, folds: int = STAND_IN_FOLDS, seed: int
 
 
 def logistic_regression(
-    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, sample_weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Class-balanced, L2-regularised logistic regression on standardised features (L-BFGS): weights, bias and
-    the standardisation's mean and std."""
+    the standardisation's mean and std. ``sample_weight``: relative weights within each class (each class still
+    weighs half)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std = np.where(std > 1e-9, std, 1.0)
     z = (x - mean) / std
-    pos = max(1.0, y.sum())
-    neg = max(1.0, len(y) - y.sum())
-    w_sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg))
+    pos = max(1e-12, float(sw[y > 0].sum())) if (y > 0).any() else 1.0
+    neg = max(1e-12, float(sw[y <= 0].sum())) if (y <= 0).any() else 1.0
+    w_sample = np.where(y > 0, len(y) * sw / (2 * pos), len(y) * sw / (2 * neg))
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         logits = z @ theta[:-1] + theta[-1]

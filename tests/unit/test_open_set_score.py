@@ -307,3 +307,14 @@ def test_each_left_out_landmark_counts_once_whatever_its_number_of_photos() -> N
     assert threshold_after_rule(scores, passed, 0.75, groups) == pytest.approx(0.9, abs=1e-5)  # 1.0 and 0.5
     twice = threshold_after_rule(np.r_[scores, many_easy], np.ones(18, dtype=bool), 0.75, np.r_[groups, np.zeros(8)])
     assert twice == pytest.approx(0.9, abs=1e-5)  # the easy landmark's photos counted twice: the same bar
+
+
+def test_sample_weights_count_within_a_class_and_uniform_ones_change_nothing() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [3.1], [3.2]])
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    plain = logistic_regression(x, y)
+    uniform = logistic_regression(x, y, sample_weight=np.full(6, 3.0))
+    assert np.allclose(plain[0], uniform[0]) and plain[1] == pytest.approx(uniform[1])
+    heavy_far = logistic_regression(x, y, sample_weight=np.array([1.0, 1.0, 1.0, 1.0, 1.0, 20.0]))
+    z = (np.array([3.0]) - plain[2]) / plain[3]
+    assert (z @ heavy_far[0] + heavy_far[1]) > (z @ plain[0] + plain[1])  # the light negatives matter less
