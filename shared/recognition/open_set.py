@@ -341,7 +341,7 @@ def fit_open_set(
         "stand_ins": int(len(unknown)),
         "stand_in_rejection": float(np.mean(turned_away)),
         "stand_in_rule_rejection": float(np.mean(~passed)),
-        "stand_in_landmark_rejection": float(np.mean([np.mean(turned_away[group == g]) for g in np.unique(group)])),
+        "stand_in_landmark_rejection": float(np.mean(np.bincount(index, weights=turned_away) / np.bincount(index))),
         "balanced": balanced,
         "gallery_photos": int(len(known_x)),
         "gallery_acceptance": float(np.mean(known_scores > threshold)),
@@ -374,8 +374,8 @@ def threshold_after_rule(
     landmark with many photos and a look-alike in the gallery sets the bar for all unknown landmarks)."""
     s = np.asarray(scores, dtype=np.float64)
     ok = np.asarray(passed, dtype=bool)
-    if not ok.any():
-        return 0.0
+    if not ok.any():  # the rule turns every one away: the score needs to veto nothing
+        return float(s.min()) - 1.0 if len(s) else 0.0
     g = np.zeros(len(s), dtype=np.int64) if groups is None else np.unique(groups, return_inverse=True)[1]
     sizes = np.bincount(g)
     weight = 1.0 / (len(sizes) * sizes[g])

@@ -258,6 +258,7 @@ def test_stand_ins_the_rule_already_turns_away_count_toward_the_asked_share() ->
     all_but_one = np.array([False] * 9 + [True])  # the rule alone turns away 0.9: the score vetoes nobody
     t = threshold_after_rule(scores, all_but_one, 0.8)
     assert t < scores[-1]
+    assert threshold_after_rule(scores, np.zeros(10, dtype=bool), 0.8) < scores.min()  # the rule took them all
 
 
 def test_passes_rule_mirrors_the_decisions_gate_threshold_and_margin() -> None:
