@@ -282,6 +282,29 @@ def build_bundle_from_embeddings(
         margin_share=margin_share,
         unknown_landmarks=None if unknown_landmarks is None else l2_normalize(unknown_landmarks),
     )
+
+    def rule(
+        negatives: np.ndarray,
+        rule_centroids: LandmarkIndex,
+        rule_references: LandmarkIndex,
+        rule_gallery: np.ndarray,
+        rule_gallery_landmarks: np.ndarray,
+    ) -> Thresholds:
+        """The thresholds this build gives a gallery (for stand-ins, the gallery without their landmark)."""
+        return calibrate_thresholds(
+            negatives,
+            rule_centroids,
+            rule_references,
+            decision,
+            gallery=rule_gallery,
+            gallery_landmarks=rule_gallery_landmarks,
+            rejection=rejection,
+            landmark_rejection=landmark_rejection,
+            global_rejection=global_rejection,
+            geo_rejection=geo_rejection,
+            margin_share=margin_share,
+        )
+
     open_set = None
     if unknown_rejection and learn is None:
         open_set = fit_open_set(
@@ -293,6 +316,7 @@ def build_bundle_from_embeddings(
             decision,
             unknown_rejection=unknown_rejection,
             unknown_landmarks=None if unknown_landmarks is None else l2_normalize(unknown_landmarks),
+            rule=rule,
         )
     elif unknown_rejection:  # stand-ins scored in spaces learned without them: raw inputs, one centroid a landmark
         if raw_references is not None and reference_landmarks is not None:
@@ -312,6 +336,7 @@ def build_bundle_from_embeddings(
             unknown_rejection=unknown_rejection,
             learn=learn,
             unknown_landmarks=raw_unknown,
+            rule=rule,
         )
     metrics = dict(metrics or {})
     if open_set is not None:  # flat, so `landmarks status` and `model list` show them

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import minimize
 
 from shared.index import LandmarkIndex
-from shared.recognition.calibration import calibrate_threshold
+from shared.recognition.calibration import SCORE_TOLERANCE, calibrate_threshold
+
+if TYPE_CHECKING:
+    from shared.recognition.build import CandidateScores
+    from shared.recognition.decision import Thresholds
 
 FEATURES = ("score", "margin", "density_score", "density_margin", "above_negatives")
 NEGATIVE_BANK_MAX = 2000  # known non-landmarks kept for ``above_negatives`` (a few MB; < 1 ms per photo)
@@ -173,6 +177,9 @@ Transform = Callable[[np.ndarray], np.ndarray]
 # Learns the embedding space from the gallery rows a mask keeps (e.g. the whitening) and returns the map from raw
 # embeddings into it; stand-ins and known photos are then scored in a space learned without them.
 Learner = Callable[[np.ndarray], Transform]
+# The decision's own thresholds (everyday photos, margin) for a gallery: (everyday non-landmarks, centroids,
+# references, gallery photos, their landmarks) -> Thresholds, as the bundle's are calibrated.
+Rule = Callable[[np.ndarray, LandmarkIndex, LandmarkIndex, np.ndarray, np.ndarray], "Thresholds"]
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,8 @@ def fit_open_set(
     unknown_rejection: float,
     learn: Learner | None = None,
     unknown_landmarks: np.ndarray | None = None,
+    rule: Rule | None = None,
+    balanced: bool = True,
 ) -> OpenSetModel | None:
     """Fit the combiner on the gallery decided leave-one-out (photos matched to their own landmark) against
     unknown-landmark stand-ins (each landmark's photos decided without that landmark), and set its threshold to
@@ -237,6 +246,17 @@ def fit_open_set(
     ``learn`` is given): stand-ins of their own, decided against the whole gallery, and every one of them is
     turned away (the threshold is at least their highest score), as each landmark's own threshold turns away every
     known everyday photo.
+
+    ``rule``: the decision's own thresholds for a gallery. With it, each stand-in first meets the rule against
+    its gallery without its landmark (thresholds calibrated on that gallery, as a bundle built without the
+    landmark would have them): a stand-in the rule already turns away counts as turned away, and the threshold
+    only has to turn away the rest of ``unknown_rejection`` among those the rule accepts. That is what an
+    unknown photo meets (the score only vetoes acceptances); without it, the rule's own rejections come on top
+    of the share asked and the model turns away more unknown landmarks, and known ones, than asked.
+
+    ``balanced``: the share turned away is counted per left-out landmark and averaged (each stand-in landmark is
+    one unknown landmark; :func:`threshold_after_rule`), not over photos, and the combiner weighs each left-out
+    landmark's stand-ins alike.
     """
     from shared.recognition.build import candidate_scores  # build imports this module
 
@@ -274,7 +294,9 @@ def fit_open_set(
             positives.append(
                 features(s, s.references, photos, known.best_ids[right], runner_ups(known.runner_ids[right]), loo=True)
             )
-    stand_ins = []
+    stand_ins: list[np.ndarray] = []
+    rule_passed: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
     for fold in landmark_folds(landmarks):
         out = np.isin(gl, fold)
         s = final if learn is None else space(~out)
@@ -283,34 +305,87 @@ def fit_open_set(
             continue
         cands = candidate_scores(s.gallery[out], *rest, params)
         stand_ins.append(features(s, rest[1], s.gallery[out], cands.best_ids, runner_ups(cands.runner_ids)))
+        groups.append(gl[out])
+        if rule is not None:
+            keep = ~out
+            rule_passed.append(passes_rule(cands, rule(s.negatives, *rest, s.gallery[keep], gl[keep])))
+        else:
+            rule_passed.append(np.ones(int(out.sum()), dtype=bool))
     operator = np.zeros((0, len(FEATURES)))
     if unknown_landmarks is not None and len(unknown_landmarks):
         extra = final.transform(unknown_landmarks)
         cands = candidate_scores(extra, final.centroids, final.references, params)
         operator = features(final, final.references, extra, cands.best_ids, runner_ups(cands.runner_ids))
         stand_ins.append(operator)
+        rule_passed.append(np.ones(len(operator), dtype=bool))  # all turned away below, whatever the rule does
+        groups.append(np.full(len(operator), -1, dtype=np.int64))  # one more unknown landmark, in effect
     if not stand_ins or not positives:
         return None
     known_x, unknown = np.concatenate(positives), np.concatenate(stand_ins)
+    passed = np.concatenate(rule_passed)
+    group = np.concatenate(groups)
     labels = np.r_[np.ones(len(known_x)), np.zeros(len(unknown))]
-    weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels)
+    index = np.unique(group, return_inverse=True)[1]
+    per_landmark = 1.0 / np.bincount(index)[index] if balanced else np.ones(len(unknown))
+    sample = np.r_[np.ones(len(known_x)), per_landmark]
+    weights, bias, mean, std = logistic_regression(np.concatenate([known_x, unknown]), labels, sample_weight=sample)
     density = reference_density(final.references, k)
     model = OpenSetModel(weights, bias, mean, std, 0.0, k, density, final.negatives.astype(np.float32))
     unknown_scores, known_scores = model.score(unknown), model.score(known_x)
-    threshold = calibrate_threshold(unknown_scores, unknown_rejection)
+    threshold = threshold_after_rule(unknown_scores, passed, unknown_rejection, group if balanced else None)
     if len(operator):  # the operator's own unknown landmarks are all turned away, as every everyday photo is
         threshold = max(threshold, calibrate_threshold(model.score(operator), 1.0))
+    turned_away = ~passed | (unknown_scores <= threshold)
     metrics = {
         "unknown_rejection": unknown_rejection,
         "stand_ins": int(len(unknown)),
-        "stand_in_rejection": float(np.mean(unknown_scores <= threshold)),
+        "stand_in_rejection": float(np.mean(turned_away)),
+        "stand_in_rule_rejection": float(np.mean(~passed)),
+        "stand_in_landmark_rejection": float(np.mean(np.bincount(index, weights=turned_away) / np.bincount(index))),
+        "balanced": balanced,
         "gallery_photos": int(len(known_x)),
         "gallery_acceptance": float(np.mean(known_scores > threshold)),
         "folds": len(landmark_folds(landmarks)),
         "cross_fitted_space": learn is not None,
         "operator_unknown_landmarks": 0 if unknown_landmarks is None else int(len(unknown_landmarks)),
+        "rule_aware": rule is not None,
     }
     return replace(model, threshold=threshold, metrics=metrics)
+
+
+def passes_rule(cands: CandidateScores, thresholds: Thresholds) -> np.ndarray:
+    """Which photos the decision's rule (steps 1-3 of :mod:`shared.recognition.decision`) accepts."""
+    verification = np.array([thresholds.verification_for(int(b)) for b in cands.best_ids], dtype=np.float64)
+    return (
+        (cands.centroid > thresholds.global_score)
+        & (cands.verification > verification)
+        & (cands.margin > thresholds.margin)
+    )
+
+
+def threshold_after_rule(
+    scores: np.ndarray, passed: np.ndarray, rejection: float, groups: np.ndarray | None = None
+) -> float:
+    """The lowest threshold that, with the photos the rule already turned away (``~passed``), turns away at
+    least ``rejection`` of them; below every score when the rule alone does.
+
+    ``groups``: each photo's left-out landmark. The share is then the mean over landmarks of each one's share
+    turned away, every left-out landmark counting as one unknown landmark whatever its number of photos (else a
+    landmark with many photos and a look-alike in the gallery sets the bar for all unknown landmarks)."""
+    s = np.asarray(scores, dtype=np.float64)
+    ok = np.asarray(passed, dtype=bool)
+    if not ok.any():  # the rule turns every one away: the score needs to veto nothing
+        return float(s.min()) - 1.0 if len(s) else 0.0
+    g = np.zeros(len(s), dtype=np.int64) if groups is None else np.unique(groups, return_inverse=True)[1]
+    sizes = np.bincount(g)
+    weight = 1.0 / (len(sizes) * sizes[g])
+    turned_away = float(weight[~ok].sum())
+    order = np.argsort(s[ok], kind="stable")
+    cumulative = turned_away + np.cumsum(weight[ok][order])
+    if turned_away >= rejection - 1e-9:
+        return float(s[ok].min()) - 1.0
+    at = min(int(np.searchsorted(cumulative, rejection - 1e-9)), len(order) - 1)
+    return float(s[ok][order][at]) + SCORE_TOLERANCE
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -336,19 +411,21 @@ def landmark_folds(landmarks: np.ndarray, folds: int = STAND_IN_FOLDS, seed: int
 
 
 def logistic_regression(
-    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, sample_weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Class-balanced, L2-regularised logistic regression on standardised features (L-BFGS): weights, bias and
-    the standardisation's mean and std."""
+    the standardisation's mean and std. ``sample_weight``: relative weights within each class (each class still
+    weighs half)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std = np.where(std > 1e-9, std, 1.0)
     z = (x - mean) / std
-    pos = max(1.0, y.sum())
-    neg = max(1.0, len(y) - y.sum())
-    w_sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg))
+    pos = max(1e-12, float(sw[y > 0].sum())) if (y > 0).any() else 1.0
+    neg = max(1e-12, float(sw[y <= 0].sum())) if (y <= 0).any() else 1.0
+    w_sample = np.where(y > 0, len(y) * sw / (2 * pos), len(y) * sw / (2 * neg))
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         logits = z @ theta[:-1] + theta[-1]

@@ -111,7 +111,7 @@ def test_non_landmark_accuracy_meets_the_target(report: dict[str, Any]) -> None:
 
 
 def test_the_shipped_decision_gives_no_wrong_landmark(shipped: dict[str, Any]) -> None:
-    """With the open-set score (and the whitening it is fitted in) the closed set pays in right answers (0.741 in
+    """With the open-set score (and the whitening it is fitted in) the closed set pays in right answers (0.764 in
     the README) and gives no photo a wrong album; everyday photos stay out."""
     assert shipped["wrong_landmark"] == 0, _summary(shipped)
     assert shipped["landmark_accuracy"] >= 0.70, _summary(shipped)
@@ -119,10 +119,11 @@ def test_the_shipped_decision_gives_no_wrong_landmark(shipped: dict[str, Any]) -
 
 
 def test_unknown_landmarks_are_turned_away(open_set: dict[str, Any]) -> None:
-    """The open-set protocol's means (README: 0.973 unknown rejection at 0.733 known accuracy, 0 wrong). The
-    issue's 0.75 known accuracy at 0.95 is not reached yet; this guards what is."""
+    """The open-set protocol's means (README: 0.964 unknown rejection at 0.751 known accuracy, 0 wrong: the
+    issue's 0.95 at 0.75, by a hair; the known-accuracy floor leaves a photo or two of slack for decoding and
+    engine changes)."""
     mean = open_set["mean"]
     assert mean["unknown_landmark_rejection"] >= 0.95, mean
     assert mean["known_wrong_share"] <= 0.01, mean
     assert mean["everyday_rejection"] >= 0.99, mean
-    assert mean["known_accuracy"] >= 0.70, mean
+    assert mean["known_accuracy"] >= 0.74, mean

@@ -77,6 +77,26 @@ def test_model_list_prints_whole_versions_at_80_columns(monkeypatch: pytest.Monk
     assert "…" not in result.output and f"version: {VERSION}" in result.output
 
 
+def test_model_list_shows_the_share_of_left_out_landmarks_turned_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.versions.registry
+    import workers.runtime
+
+    metrics = {"open_set_stand_in_rejection": 0.83, "open_set_stand_in_landmark_rejection": 0.91}
+    row = SimpleNamespace(
+        version="v1",
+        status=SimpleNamespace(value="active"),
+        backbone="efficientnet_lite2",
+        created_at=datetime(2026, 12, 4, 10, 10, 10, tzinfo=UTC),
+        metrics=metrics,
+        thresholds={},
+    )
+    monkeypatch.setattr(workers.runtime, "db_session", _no_database)
+    monkeypatch.setattr(shared.versions.registry, "list_versions", lambda session: [row])
+    result = CliRunner().invoke(app, ["model", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "0.91" in result.output and "0.83" not in result.output
+
+
 def test_albums_print_whole_keys_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     import shared.photos.albums
     import workers.runtime

@@ -10,16 +10,24 @@ import numpy as np
 import pytest
 
 from shared.index import LandmarkIndex, l2_normalize
-from shared.recognition.build import build_bundle_from_embeddings, candidate_scores
+from shared.recognition.build import (
+    CandidateScores,
+    build_bundle_from_embeddings,
+    calibrate_thresholds,
+    candidate_scores,
+)
 from shared.recognition.bundle import NEGATIVE_BANK, BundleIntegrityError, LandmarkInfo, load_bundle, save_bundle
-from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, DecisionParams
+from shared.recognition.decision import METHOD_GEO, METHOD_NONE, METHOD_VERIFIED, DecisionParams, Thresholds
 from shared.recognition.open_set import (
     FEATURES,
     LEAVE_ONE_OUT_LANDMARKS,
     OpenSetFeatures,
+    fit_open_set,
     landmark_folds,
     logistic_regression,
+    passes_rule,
     reference_density,
+    threshold_after_rule,
 )
 from shared.recognition.recognizer import Recognizer
 
@@ -76,7 +84,7 @@ def test_the_score_turns_away_the_asked_share_of_stand_ins_and_keeps_most_galler
     model = bundle.open_set
     assert model is not None
     m = model.metrics
-    assert m["unknown_rejection"] == 0.9 and m["stand_in_rejection"] >= 0.9
+    assert m["unknown_rejection"] == 0.9 and m["stand_in_landmark_rejection"] >= 0.9
     assert m["stand_ins"] == len(world["gallery"])  # every gallery photo stood in for an unknown once
     assert m["gallery_acceptance"] > 0.5
     assert bundle.metrics["open_set_stand_in_rejection"] == m["stand_in_rejection"]  # shown by model list/status
@@ -237,3 +245,77 @@ def test_a_whitened_bundle_is_built_and_calibrated_in_spaces_learned_without_its
     assert sum(r.recognized for r in unknown) < 0.4 * len(unknown)
     with pytest.raises(ValueError, match="one head"):
         build_bundle_from_embeddings(**kwargs, head_state={"fc.weight": 0}, whitening=WhiteningOptions(dim=24))
+
+
+def test_stand_ins_the_rule_already_turns_away_count_toward_the_asked_share() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    everyone = np.ones(10, dtype=bool)
+    assert threshold_after_rule(scores, everyone, 0.8) == pytest.approx(0.8, abs=1e-5)
+    rule_took_four = np.array([False] * 4 + [True] * 6)  # the four lowest-scoring ones: half the work is done
+    assert threshold_after_rule(scores, rule_took_four, 0.8) == pytest.approx(0.8, abs=1e-5)
+    rule_took_top = np.array([True] * 6 + [False] * 4)  # four others: only four of the six passing must go
+    assert threshold_after_rule(scores, rule_took_top, 0.8) == pytest.approx(0.4, abs=1e-5)
+    all_but_one = np.array([False] * 9 + [True])  # the rule alone turns away 0.9: the score vetoes nobody
+    t = threshold_after_rule(scores, all_but_one, 0.8)
+    assert t < scores[-1]
+    assert threshold_after_rule(scores, np.zeros(10, dtype=bool), 0.8) < scores.min()  # the rule took them all
+
+
+def test_passes_rule_mirrors_the_decisions_gate_threshold_and_margin() -> None:
+    cands = CandidateScores(
+        best_ids=np.array([1, 2, 1, 1]),
+        centroid=np.array([0.9, 0.9, 0.1, 0.9], dtype=np.float32),
+        verification=np.array([0.8, 0.8, 0.8, 0.8], dtype=np.float32),
+        second=np.array([0.5, 0.5, 0.5, 0.79], dtype=np.float32),
+        landmark_ids=np.array([1, 2]),
+        all_verification=np.zeros((4, 2), np.float32),
+        runner_ids=np.array([2, 1, 2, 2]),
+    )
+    t = Thresholds(global_score=0.5, verification=0.7, geo=0.5, margin=0.05, per_landmark={2: 0.85})
+    assert passes_rule(cands, t).tolist() == [True, False, False, False]  # ok, own threshold, gate, margin
+
+
+def test_a_rule_aware_score_vetoes_fewer_known_photos_for_the_same_share_of_stand_ins(world: dict) -> None:
+    bundle = bundle_of(world, None)
+    centroids = LandmarkIndex(bundle.centroids, bundle.centroid_landmarks)
+    references = LandmarkIndex(bundle.references, bundle.reference_landmarks)
+    params = DecisionParams()
+
+    def rule(negatives, c, r, gallery, gallery_landmarks):  # type: ignore[no-untyped-def]
+        """The build's thresholds, with the first style's landmarks out of reach (look-alikes matched to them are
+        turned away by the rule; random everyday photos alone never turn away a look-alike building)."""
+        t = calibrate_thresholds(negatives, c, r, params, gallery=gallery, gallery_landmarks=gallery_landmarks)
+        return replace(t, per_landmark={**t.per_landmark, **dict.fromkeys(range(1, KNOWN // STYLES + 1), 2.0)})
+
+    args = (world["gallery"], world["labels"], centroids, references, world["everyday"][:40], params)
+    blind = fit_open_set(*args, unknown_rejection=0.9)
+    aware = fit_open_set(*args, unknown_rejection=0.9, rule=rule)
+    assert blind is not None and aware is not None
+    assert not blind.metrics["rule_aware"] and aware.metrics["rule_aware"]
+    assert 0.0 < aware.metrics["stand_in_rule_rejection"] < 1.0
+    assert aware.metrics["stand_in_landmark_rejection"] >= 0.9  # the rule's rejections and the score's together
+    assert aware.threshold < blind.threshold
+    assert aware.metrics["gallery_acceptance"] >= blind.metrics["gallery_acceptance"]
+
+
+def test_each_left_out_landmark_counts_once_whatever_its_number_of_photos() -> None:
+    many_easy = np.linspace(0.1, 0.8, 8)  # a landmark with many photos, unlike anything in the gallery
+    few_hard = np.array([0.9, 1.0])  # one whose look-alike is in the gallery
+    scores = np.r_[many_easy, few_hard]
+    groups = np.r_[np.zeros(8), np.ones(2)]
+    passed = np.ones(10, dtype=bool)
+    assert threshold_after_rule(scores, passed, 0.75) == pytest.approx(0.8, abs=1e-5)  # per photo: all of one
+    assert threshold_after_rule(scores, passed, 0.75, groups) == pytest.approx(0.9, abs=1e-5)  # 1.0 and 0.5
+    twice = threshold_after_rule(np.r_[scores, many_easy], np.ones(18, dtype=bool), 0.75, np.r_[groups, np.zeros(8)])
+    assert twice == pytest.approx(0.9, abs=1e-5)  # the easy landmark's photos counted twice: the same bar
+
+
+def test_sample_weights_count_within_a_class_and_uniform_ones_change_nothing() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [3.1], [3.2]])
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    plain = logistic_regression(x, y)
+    uniform = logistic_regression(x, y, sample_weight=np.full(6, 3.0))
+    assert np.allclose(plain[0], uniform[0]) and plain[1] == pytest.approx(uniform[1])
+    heavy_far = logistic_regression(x, y, sample_weight=np.array([1.0, 1.0, 1.0, 1.0, 1.0, 20.0]))
+    z = (np.array([3.0]) - plain[2]) / plain[3]
+    assert (z @ heavy_far[0] + heavy_far[1]) > (z @ plain[0] + plain[1])  # the light negatives matter less

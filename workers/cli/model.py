@@ -228,7 +228,10 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         return
     table = Table("version", "status", "backbone", "created", "landmarks", "centroids", "open set")
     for d in data:
-        rejection = d["metrics"].get("open_set_stand_in_rejection")
+        # share of unknown-landmark stand-ins turned away: per left-out landmark where calibrated so, else per photo
+        rejection = d["metrics"].get(
+            "open_set_stand_in_landmark_rejection", d["metrics"].get("open_set_stand_in_rejection")
+        )
         table.add_row(
             d["version"],
             d["status"],
@@ -236,7 +239,7 @@ def model_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             d["created_at"][:19],
             str(d["metrics"].get("landmarks", "")),
             str(d["metrics"].get("centroids", "")),
-            "-" if rejection is None else f"{rejection:.2f}",  # share of unknown-landmark stand-ins turned away
+            "-" if rejection is None else f"{rejection:.2f}",
         )
     print_table(console, table)
 
