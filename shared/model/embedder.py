@@ -94,6 +94,12 @@ class EmbedderConfig:
         return cls(**known)
 
 
+# How callers that cache rows decode the photos they embed: ``decode_side`` pixels on the side the resize mode keeps
+# (``shared.imaging.fit_for_resize``: the longer side for "long", since it replaced the shorter side everywhere).
+# Part of :meth:`Embedder.cache_key`: change it whenever that decode changes, so rows embedded from the old pixels
+# are never read back.
+DECODE_KEY = "fit"
+
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -272,10 +278,11 @@ class Embedder(InferenceModel):
         return cached_onnx(cache, self.network_digest(), lambda: self._build_net(classifier=True))
 
     def cache_key(self) -> str:
-        """The config's key, plus the engine when it is not torch: folders of cached embeddings are named by it,
-        so rows embedded by one engine are never read back as another's."""
+        """The config's key, plus the engine when it is not torch and the decode: folders of cached embeddings are
+        named by it, so rows embedded by one engine, or from photos decoded another way, are never read back."""
         engine = resolve_engine(self.engine_name, resolve_device(self.device_name), self.precision)
-        return self.config.key() if engine == "torch" else f"{self.config.key()}_{engine}"
+        key = self.config.key() if engine == "torch" else f"{self.config.key()}_{engine}"
+        return f"{key}_{DECODE_KEY}"
 
     def with_states(
         self,

@@ -91,5 +91,6 @@ def bundle_embedder(
 
 
 def decode_side(config: EmbedderConfig) -> int:
-    """The smallest side a photo is decoded at for ``config`` (its largest test-time scale included)."""
+    """The smallest side a photo is decoded at for ``config`` (its largest test-time scale included), on the side
+    ``shared.imaging.fit_for_resize(config.resize)`` names (the longer one for the default ``long`` resize)."""
     return int(round(config.image_size * max(config.scales)))

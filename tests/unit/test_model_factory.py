@@ -44,7 +44,8 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
 
     def capture(name: str) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
-            seen[name] = (next(a for a in args if isinstance(a, Embedder)), kwargs["min_side"])
+            embedder = next(a for a in args if isinstance(a, Embedder))
+            seen[name] = (embedder, kwargs["min_side"], kwargs.get("fit"))
             return SimpleNamespace(version="v1", status=SimpleNamespace(value="ready"), thresholds={}, metrics={})
 
         return run
@@ -68,8 +69,9 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
 
     expected = EmbedderConfig(backbone="resnet50", pooling="avg", image_size=224)
     for name in ("build", "clean", "train"):
-        embedder, min_side = seen[name]
-        assert (name, embedder.config, min_side) == (name, expected, 224)
+        embedder, min_side, fit = seen[name]
+        # the gallery decoded to the long side, as queries are; training works its fit out from the embedder
+        assert (name, embedder.config, min_side, fit) == (name, expected, 224, None if name == "train" else "long")
         assert (embedder.device_name, embedder.engine_name) == ("cpu", "torch")
 
 
