@@ -624,6 +624,8 @@ def test_real_photos_decode_to_min_side(shared_data: Path) -> None:
         decoded = decode_photo(shared_data / row["path"])
         assert decoded.image.mode == "RGB", row["path"]
         assert min(decoded.image.size) == min(320, decoded.meta.width, decoded.meta.height), row["path"]
+        fitted = decode_photo(shared_data / row["path"], min_side=384, fit="long")  # what the network gets
+        assert max(fitted.image.size) == min(384, max(decoded.meta.width, decoded.meta.height)), row["path"]
 
 
 @pytest.mark.shared_data
