@@ -103,13 +103,16 @@ class RecognizeTask(Task):
 def recognize_photo(self: Any, photo_id: str) -> dict[str, Any]:
     ctx = context()
     pid = uuid.UUID(photo_id)
+    # The model first: one that kills its worker on load is no photo's fault, and a photo not yet claimed is left
+    # to the sweep like a claimed one. Then the claim and the run's count share one transaction (one round trip
+    # fewer a photo than two).
+    version_id, recognizer = ctx.recognizer()
     with ctx.session() as session:
         ref = claim(session, pid, ctx, task_id=self.request.id)
+        if ref is not None:
+            recognize.begin_runs(session, [pid])
     if ref is None:
         return {"action": "skipped"}
-    version_id, recognizer = ctx.recognizer()  # a model that kills its worker on load is no photo's fault
-    with ctx.session() as session:
-        recognize.begin_runs(session, [pid])
     try:
         result = recognize_or_fail(ctx, recognizer, ref)
     finally:  # not reached when the process dies: then the run stays counted
