@@ -1,16 +1,23 @@
 """A 12-MP phone JPEG to the network's input: which JPEG scale, and which decoder, gets there fastest.
 
-The network resizes a photo's LONG side to ``image_size`` (384); ``decode_photo`` is asked for a SHORTER side of
-``min_side`` (384 as well), so a 4000 x 3000 JPEG is decoded at 1/4 (1000 x 750) when 1/8 (500 x 375) already holds
-the 384 x 288 the network sees. Rows (median and best of ``--repeats`` decodes, each with the resize to the input):
+The network resizes a photo's LONG side to ``image_size`` (384). ``decode_photo`` used to be asked for a SHORTER
+side of 384, so a 4000 x 3000 JPEG was decoded at 1/4 (1000 x 750 -> 512 x 384, which the network shrank again);
+it is now asked for the longer side (``fit="long"``, what the recognizer and model build pass), and 1/8
+(500 x 375 -> 384 x 288) holds what the network sees. Rows (median and best of ``--repeats`` decodes, each
+ending at the network's input, EXIF read and applied where the row says so):
 
-- ``decode_photo``: the project's path today (Pillow, draft to shorter side ``min_side``, resize, EXIF);
-- ``pillow draft long``: Pillow's draft to the smallest scale whose LONG side holds ``image_size``, then resize;
-- ``simplejpeg long``: simplejpeg (libjpeg-turbo's scaled decode) at that same scale, then Pillow's resize;
-  only when simplejpeg is importable (it is not a project dependency: ``pip install --target DIR simplejpeg`` and
+- ``decode_photo, shorter side (before)``: the project's path before: draft to the shorter side, Lanczos, then
+  the network's bilinear resize of the long side;
+- ``decode_photo, longer side (now)``: draft to the longer side, one Lanczos resize, nothing left to the network;
+- ``pillow draft long, no EXIF``: the bare Pillow calls of the row above (what decode_photo adds: its checks);
+- ``simplejpeg long``: simplejpeg (libjpeg-turbo's scaled decode) at the same scale, then Pillow's resize; only
+  when simplejpeg is importable (it is not a project dependency: ``pip install --target DIR simplejpeg`` and
   ``PYTHONPATH=DIR`` to measure it).
 
-Writes ``bench/results/decode_scale.json``. Run: ``.venv/bin/python bench/bench_decode_scale.py``.
+Two photos, both 4000 x 3000 quality 90: ``phone`` (smooth gradients plus sensor-like noise: ~2.5 MB, a phone's
+size) and ``noisy`` (heavy uniform noise: ~6.3 MB, a worst case: the entropy decoding, which no DCT scaling skips,
+grows with the bytes). Writes ``bench/results/decode_scale.json``.
+Run: ``.venv/bin/python bench/bench_decode_scale.py`` (``taskset -c 0`` for one core).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from bench_decode import synthetic_photo
 from PIL import Image
 
 from shared.imaging import decode_photo
@@ -57,17 +65,18 @@ def timings_ms(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"median_ms": round(1e3 * statistics.median(times), 2), "best_ms": round(1e3 * min(times), 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=384)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    data = phone_jpeg()
-    size = args.image_size
+def photos() -> dict[str, bytes]:
+    out = io.BytesIO()
+    synthetic_photo(4000, 3000).save(out, "JPEG", quality=90)
+    return {"phone": out.getvalue(), "noisy": phone_jpeg()}
 
-    def today() -> Image.Image:
+
+def rows_for(data: bytes, size: int) -> dict[str, Callable[[], Image.Image]]:
+    def before() -> Image.Image:
         return resize(decode_photo(data, min_side=size).image, size, "long")
+
+    def now() -> Image.Image:
+        return resize(decode_photo(data, min_side=size, fit="long").image, size, "long")
 
     def pillow_long() -> Image.Image:
         with Image.open(io.BytesIO(data)) as im:
@@ -75,7 +84,11 @@ def main() -> None:
             im.draft("RGB", (max(1, round(size * w / max(w, h))), max(1, round(size * h / max(w, h)))))
             return resize(im.convert("RGB"), size, "long")
 
-    rows = {"decode_photo (draft to shorter side)": today, "pillow draft long side": pillow_long}
+    rows = {
+        "decode_photo, shorter side (before)": before,
+        "decode_photo, longer side (now)": now,
+        "pillow draft long, no EXIF": pillow_long,
+    }
     try:
         import simplejpeg
 
@@ -89,16 +102,31 @@ def main() -> None:
         rows["simplejpeg long side"] = simplejpeg_long
     except ImportError:
         pass
-    results = {}
-    for name, fn in rows.items():
-        results[name] = {**timings_ms(fn, args.repeats), "output": list(fn().size)}
-        r = results[name]
-        print(f"{name:40s} median {r['median_ms']:8.2f} ms, best {r['best_ms']:8.2f} ms -> {r['output']}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    loads = [os.getloadavg()[0]]
+    results: dict[str, dict[str, object]] = {}
+    for photo, data in photos().items():
+        print(f"{photo}: {len(data) / 1e6:.2f} MB")
+        results[photo] = {"jpeg_bytes": len(data)}
+        for name, fn in rows_for(data, args.image_size).items():
+            r = {**timings_ms(fn, args.repeats), "output": list(fn().size)}
+            results[photo][name] = r
+            print(f"  {name:40s} median {r['median_ms']:8.2f} ms, best {r['best_ms']:8.2f} ms -> {r['output']}")
+    loads.append(os.getloadavg()[0])
+    print(f"load average (1 min) {loads[0]:.2f} -> {loads[1]:.2f}, {os.cpu_count()} CPUs")
     report = {
         "bench": "decode_scale",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "jpeg_bytes": len(data),
-        "load_avg_1m": os.getloadavg()[0],
+        "load_avg_1m": loads,
+        "affinity": sorted(os.sched_getaffinity(0)),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

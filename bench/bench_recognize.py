@@ -10,11 +10,19 @@ Photos: the demo's (``landmarks demo prepare --out DIR``; its ``eval.csv`` lists
 model (gallery and calibration, embedded in process), test rows (the users' uploads) make the burst, re-encoded
 as phone-sized JPEGs of ``--megapixels`` (default 12; 0 keeps them as they are) and repeated to ``--count``.
 
-Reports per (M, T): photos/s over the burst, decode and recognizer milliseconds per photo (decode summed over
+Reports per (decode fit, M, T): photos/s over the burst, milliseconds per photo end to end (decode + embed +
+search + decide: the wall over the photos), decode and recognizer milliseconds per photo (decode summed over
 threads), and GPU memory (PyTorch's peak and the process's total by nvidia-smi); ``--profile`` also times each
 stage of one recognizer call of the largest micro-batch (resize, letterbox, transfer, network, decision). Writes
 ``bench/results/recognize.json``. Run from the repository root, e.g.
 ``python bench/bench_recognize.py --demo DIR --micro-batch 1 16 64 --threads 1 8 16``.
+
+One CPU core, as a recognize process with concurrency 1 runs, old and new decode in the same run:
+``taskset -c 0 python bench/bench_recognize.py --demo DIR --micro-batch 1 --threads 1 --net-threads 1
+--fit short long --engine torch onnxruntime`` (``--fit short``: the shorter side decoded to the network's size, as
+before the decode followed the network's long side). ``--noise SIGMA`` adds sensor-like noise before the JPEG is
+written, so its size in MB is a phone's (a smooth upscale compresses to a third of one, and the entropy decoding
+that no DCT scaling skips grows with the bytes).
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from shared.imaging import decode_photo
+from shared.imaging import decode_photo, fit_for_resize
+from shared.imaging.decode import FITS
 from shared.model import Embedder, EmbedderConfig, resolve_device
 from shared.model.preprocess import letterbox, resize
 from shared.photos.recognize import FetchedPhoto, PhotoRef, recognize_fetched
@@ -52,15 +61,19 @@ RESULTS = Path(__file__).resolve().parent / "results" / "recognize.json"
 MAX_PIXELS = 200_000_000
 
 
-def phone_jpeg(data: bytes, megapixels: float) -> bytes:
-    """The photo scaled to ``megapixels`` (aspect kept) and saved as a quality-90 JPEG, as a phone would."""
+def phone_jpeg(data: bytes, megapixels: float, noise: float = 0.0) -> bytes:
+    """The photo scaled to ``megapixels`` (aspect kept), with Gaussian noise of ``noise`` grey levels, and saved
+    as a quality-90 JPEG, as a phone would."""
     with Image.open(io.BytesIO(data)) as im:
         rgb = im.convert("RGB")
     scale = (megapixels * 1e6 / (rgb.width * rgb.height)) ** 0.5
+    big = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC)
+    if noise > 0:
+        rng = np.random.default_rng(len(data))
+        pixels = np.asarray(big, dtype=np.float32) + rng.normal(0.0, noise, (big.height, big.width, 3))
+        big = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     out = io.BytesIO()
-    rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC).save(
-        out, "JPEG", quality=90
-    )
+    big.save(out, "JPEG", quality=90)
     return out.getvalue()
 
 
@@ -73,8 +86,9 @@ def read_demo(folder: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]
 
 def build_bundle(embedder: Embedder, folder: Path, train: list[dict[str, str]]) -> Bundle:
     """Centroids, references and thresholds from the demo's train rows, embedded by ``embedder``."""
-    min_side = EmbedderConfig().image_size
-    images = [decode_photo((folder / r["path"]).read_bytes(), min_side=min_side).image for r in train]
+    config = EmbedderConfig()
+    fit = fit_for_resize(config.resize, config.decode_fit)  # the gallery as model build decodes it
+    images = [decode_photo((folder / r["path"]).read_bytes(), min_side=config.image_size, fit=fit).image for r in train]
     embeddings = embedder.embed(images)
     slugs = sorted({r["landmark_id"] for r in train if r["kind"] == "landmark"})
     ids = {slug: i + 1 for i, slug in enumerate(slugs)}
@@ -125,6 +139,7 @@ def drain(recognizer: Recognizer, burst: list[bytes], micro_batch: int, threads:
         "failed": failed[:3],
         "wall_s": round(wall, 3),
         "photos_per_s": len(done) / wall,
+        "ms_per_photo": 1e3 * wall / max(1, len(done)),
         "decode_ms_per_photo": decode_ms / max(1, len(done)),
         "decode_wall_s": round(decode_ms / 1e3 / threads, 3),
         "recognizer_calls": calls,
@@ -134,13 +149,44 @@ def drain(recognizer: Recognizer, burst: list[bytes], micro_batch: int, threads:
     }
 
 
+def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's slices of the burst (:func:`drain` results) as one result."""
+    done = sum(p["done"] for p in parts)
+    wall = sum(p["wall_s"] for p in parts)
+    calls = sum(p["recognizer_calls"] for p in parts)
+    recognizer_s = sum(p["recognizer_s"] for p in parts)
+    decode_ms = sum(p["decode_ms_per_photo"] * p["done"] for p in parts)
+    return {
+        "photos": sum(p["photos"] for p in parts),
+        "done": done,
+        "failed": [f for p in parts for f in p["failed"]][:3],
+        "wall_s": round(wall, 3),
+        "photos_per_s": done / wall,
+        "ms_per_photo": 1e3 * wall / max(1, done),
+        "decode_ms_per_photo": decode_ms / max(1, done),
+        "decode_wall_s": round(sum(p["decode_wall_s"] for p in parts), 3),
+        "recognizer_calls": calls,
+        "recognizer_ms_per_call": 1e3 * recognizer_s / max(1, calls),
+        "recognizer_s": round(recognizer_s, 3),
+        "accepted": sum(p["accepted"] for p in parts),
+        "load_1m": [p["load_1m"] for p in parts],
+        **{
+            k: max(p.get(k) or 0 for p in parts)
+            for k in ("peak_allocated_mib", "peak_reserved_mib", "process_mib")
+            if k in parts[0]
+        },
+    }
+
+
 def profile_call(recognizer: Recognizer, burst: list[bytes], size: int, threads: int) -> dict[str, float]:
     """Median milliseconds of each stage of one recognizer call on ``size`` decoded photos (device synced)."""
     embedder = recognizer.embedder
     assert isinstance(embedder, Embedder) and embedder.net is not None and embedder.device is not None
     net, device = embedder.net, embedder.device
     with ThreadPoolExecutor(threads) as pool:
-        photos = list(pool.map(lambda d: decode_photo(d, min_side=recognizer.min_side), burst[:size]))
+        photos = list(
+            pool.map(lambda d: decode_photo(d, min_side=recognizer.min_side, fit=recognizer.fit), burst[:size])
+        )
     images = [p.image for p in photos]
     cfg = embedder.config
     resized = embedder._map(lambda im: resize(im, cfg.image_size, cfg.resize), images)
@@ -187,6 +233,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--count", type=int, default=256, help="photos in the burst")
     parser.add_argument("--megapixels", type=float, default=12.0, help="re-encode uploads at this size (0: as is)")
+    parser.add_argument("--noise", type=float, default=0.0, help="sensor-like noise (grey levels) in those JPEGs")
+    parser.add_argument("--fit", nargs="+", choices=FITS, default=["long"], help="decode side(s) to compare")
+    parser.add_argument("--engine", nargs="+", default=["auto"], help="auto | torch | onnxruntime (same run)")
+    parser.add_argument("--net-threads", type=int, default=None, help="the network's threads (default: engine's)")
+    parser.add_argument("--rounds", type=int, default=8, help="slices of the burst the rows take turns on")
     parser.add_argument("--profile", action="store_true", help="also time the stages of one recognizer call")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -198,7 +249,7 @@ def main() -> None:
     uploads = [(args.demo / r["path"]).read_bytes() for r in test]
     with ThreadPoolExecutor(cpus) as pool:
         if args.megapixels > 0:
-            uploads = list(pool.map(lambda d: phone_jpeg(d, args.megapixels), uploads))
+            uploads = list(pool.map(lambda d: phone_jpeg(d, args.megapixels, args.noise), uploads))
     burst = [uploads[i % len(uploads)] for i in range(args.count)]
     mb = sum(map(len, burst)) / len(burst) / 1e6
     console.log(f"{len(train)} train photos, burst of {len(burst)} ({len(uploads)} distinct, {mb:.1f} MB each)")
@@ -211,31 +262,61 @@ def main() -> None:
     del builder
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, float]] = []
-    for threads in args.threads:
+    recognizers: dict[tuple[str, int], Recognizer] = {}
+    for engine, threads in [(e, t) for e in args.engine for t in args.threads]:
         embedder = Embedder(
-            device=str(device), precision=args.precision, batch_size=batch, classifier=True, preprocess_threads=threads
+            device=str(device),
+            precision=args.precision,
+            batch_size=batch,
+            classifier=True,
+            preprocess_threads=threads,
+            engine=engine,
+            threads=args.net_threads,
         )
-        recognizer = Recognizer(bundle, embedder)
-        for micro_batch in args.micro_batch:
-            if micro_batch == 1 and threads > 1:
-                continue  # a call of one photo decodes on one thread, whatever the setting
-            drain(recognizer, burst[: max(2 * micro_batch, 16)], micro_batch, threads)  # warm-up: model, cuDNN
+        recognizers[engine, threads] = Recognizer(bundle, embedder)
+    rows = [
+        (engine, threads, micro_batch, fit)
+        for engine, threads in recognizers
+        for micro_batch in args.micro_batch
+        for fit in args.fit
+    ]
+    rows = [r for r in rows if not (r[2] == 1 and r[1] > 1)]  # a call of one photo decodes on one thread
+    for engine, threads, micro_batch, fit in rows:  # warm-up: model, cuDNN
+        recognizer = recognizers[engine, threads]
+        recognizer.fit = fit
+        drain(recognizer, burst[: max(2 * micro_batch, 16)], micro_batch, threads)
+    # Rows take turns, a slice of the burst at a time: on a shared machine the load drifts, and every row then
+    # sees the same drift (the comparison between rows is what to read).
+    parts: dict[tuple[str, int, int, str], list[dict[str, Any]]] = {row: [] for row in rows}
+    size = -(-len(burst) // args.rounds)
+    for start in range(0, len(burst), size):
+        for row in rows:
+            engine, threads, micro_batch, fit = row
+            recognizer = recognizers[engine, threads]
+            recognizer.fit = fit
             reset_peak(device)
-            result = {"micro_batch": micro_batch, "threads": threads, **drain(recognizer, burst, micro_batch, threads)}
-            results.append({**result, **memory_mib(device)})
-            console.log(results[-1])
-        if args.profile:
+            parts[row].append(
+                {**drain(recognizer, burst[start : start + size], micro_batch, threads), **memory_mib(device)}
+            )
+            parts[row][-1]["load_1m"] = os.getloadavg()[0]
+    for row, measured in parts.items():
+        engine, threads, micro_batch, fit = row
+        results.append(
+            {"engine": engine, "fit": fit, "micro_batch": micro_batch, "threads": threads, **merged(measured)}
+        )
+        console.log(results[-1])
+    if args.profile:
+        for (_, threads), recognizer in recognizers.items():
             profiles.append(profile_call(recognizer, burst, max(args.micro_batch), threads))
             console.log(profiles[-1])
-        del recognizer, embedder
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     report = {
         "bench": "recognize",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": device_info(device),
         "precision": args.precision,
         "megapixels": args.megapixels,
+        "noise": args.noise,
+        "net_threads": args.net_threads,
         "burst": {"photos": len(burst), "distinct": len(uploads), "mb_per_photo": round(mb, 2)},
         "model": {"landmarks": len(bundle.landmarks), "centroids": len(bundle.centroids), "build_s": round(build_s, 1)},
         "load_average": os.getloadavg(),
@@ -249,9 +330,12 @@ def main() -> None:
         title=f"one recognize worker's own work ({report['machine'].get('gpu') or device}), {mb:.1f} MB JPEGs"
     )
     for col in (
+        "engine",
+        "decode fit",
         "micro-batch",
         "threads",
         "photos/s",
+        "ms/photo",
         "decode ms/photo",
         "decode s",
         "recognizer ms/call",
@@ -261,7 +345,8 @@ def main() -> None:
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(
-            str(r["micro_batch"]), str(r["threads"]), f"{r['photos_per_s']:.1f}", f"{r['decode_ms_per_photo']:.1f}",
+            r["engine"], r["fit"], str(r["micro_batch"]), str(r["threads"]), f"{r['photos_per_s']:.1f}",
+            f"{r['ms_per_photo']:.1f}", f"{r['decode_ms_per_photo']:.1f}",
             f"{r['decode_wall_s']:.2f}", f"{r['recognizer_ms_per_call']:.1f}", f"{r['recognizer_s']:.2f}",
             str(r.get("process_mib", "-")),
         )  # fmt: skip

@@ -65,6 +65,10 @@ class RecognitionSettings(BaseModel):
     backbone: str = "efficientnet_lite2"
     pooling: str = "gem"
     image_size: int = 384  # long side; dev corpus: 0.89 landmark accuracy at 384 vs 0.79 at 260 (same rejection)
+    # Which side of a photo is decoded to image_size (shared.imaging.fit_for_resize), fixed in a bundle when it is
+    # built: "short" (a 12 MP JPEG at DCT 1/4, then Lanczos) or "long" (DCT 1/8, ~0.7x the decode time; on the dev
+    # corpus 0.005-0.013 lower known-landmark accuracy, so not the default).
+    decode_fit: Literal["short", "long"] = "short"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 16
     # Torch threads per recognize worker process. Measured here: 1 thread gives ~170 ms per photo where torch's

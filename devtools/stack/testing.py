@@ -452,6 +452,7 @@ def build_demo_model(
     from shared.db.session import make_engine, make_session_factory, session_scope
     from shared.gallery.catalog import import_rows
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging.decode import fit_for_resize
     from shared.model.factory import decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options
     from shared.storage import ensure_buckets, make_minio
@@ -487,6 +488,7 @@ def build_demo_model(
             models_bucket=s3.models_bucket,
             model_store=settings.model_store,
             min_side=decode_side(embedder.config),
+            fit=fit_for_resize(embedder.config.resize, embedder.config.decode_fit),
             activate=True,
             rejection=rec.non_landmark_rejection,
             unknown_rejection=rec.unknown_rejection,  # as `landmarks model build` ships it

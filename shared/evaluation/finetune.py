@@ -70,6 +70,7 @@ def finetune_and_evaluate(
     import torch
 
     from shared.imaging.batches import decoded_batches, file_loader
+    from shared.imaging.decode import fit_for_resize
 
     runs = folds + 2  # tuning, final head, folds
 
@@ -102,6 +103,8 @@ def finetune_and_evaluate(
         tuned,
         cache_dir=None,  # tuned features never enter the untrained network's cache
         min_side=min_side,
+        # as recognition decodes; tuning crops keep the short side
+        fit=fit_for_resize(embedder.config.resize, embedder.config.decode_fit),
         max_pixels=max_pixels,
         batch_size=embedder.batch_size,
         progress=embed_progress,

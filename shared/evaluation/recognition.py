@@ -22,6 +22,7 @@ import numpy as np
 from shared.evaluation.open_set import open_set_metrics
 from shared.evaluation.row_cache import RowCache
 from shared.gallery.manifest import UNKNOWN_LANDMARK_KIND, EvalRow, landmarks_from_rows
+from shared.imaging.decode import Fit
 from shared.index import l2_normalize
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, save_bundle
@@ -64,11 +65,13 @@ def embed_rows(
     *,
     cache_dir: Path | None,
     min_side: int,
+    fit: Fit = "short",
     max_pixels: int = 200_000_000,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbeddedRows:
-    """Embeddings (N x D) and EXIF GPS of every row, from the cache where possible.
+    """Embeddings (N x D) and EXIF GPS of every row, from the cache where possible; photos decoded to ``min_side``
+    on their ``fit`` side (``shared.imaging.fit_for_resize`` of the network's resize mode).
 
     A photo that cannot be decoded gets a zero embedding (never matches) and is listed in ``failed``.
     """
@@ -88,7 +91,7 @@ def embed_rows(
         else:
             todo.append(i)
     done = len(rows) - len(todo)
-    load = file_loader(min_side=min_side, max_pixels=max_pixels)
+    load = file_loader(min_side=min_side, fit=fit, max_pixels=max_pixels)
     for batch in decoded_batches([rows[i].path for i in todo], load, batch_size=batch_size):
         result.failed.extend(f"{rows[todo[j]].path}: {reason}" for j, reason in batch.failed)
         ok = [todo[j] for j in batch.indices]

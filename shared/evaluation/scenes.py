@@ -20,6 +20,7 @@ from shared.evaluation.recognition import EvalOptions, build_eval_bundle, metric
 from shared.evaluation.row_cache import RowCache
 from shared.evaluation.scene_calibration import with_scene_prior
 from shared.gallery.manifest import EvalRow
+from shared.imaging.decode import Fit
 from shared.index import l2_normalize
 from shared.recognition.bundle import Bundle
 from shared.recognition.decision import Thresholds
@@ -38,6 +39,7 @@ def embed_rows_with_logits(
     *,
     cache_dir: Path | None,
     min_side: int,
+    fit: Fit = "short",
     max_pixels: int = 200_000_000,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
@@ -57,7 +59,7 @@ def embed_rows_with_logits(
             todo.append(i)
     failed: list[str] = []
     done = len(rows) - len(todo)
-    load = file_loader(min_side=min_side, max_pixels=max_pixels)
+    load = file_loader(min_side=min_side, fit=fit, max_pixels=max_pixels)
     for batch in decoded_batches([rows[i].path for i in todo], load, batch_size=batch_size):
         failed.extend(f"{rows[todo[j]].path}: {reason}" for j, reason in batch.failed)
         if batch.photos:

@@ -25,6 +25,7 @@ from shared.db.session import session_scope
 from shared.gallery import mining
 from shared.gallery.catalog import UnknownLandmark
 from shared.imaging.batches import embed_objects
+from shared.imaging.decode import Fit, fit_for_resize
 from shared.index import l2_normalize
 from shared.recognition.build import pick_references
 from shared.recognition.recognizer import EmbedsImages
@@ -100,6 +101,7 @@ def clean_landmark(
     *,
     max_distance: float,
     min_side: int,
+    fit: Fit = "short",
     n_auto_references: int = 5,
     include_rejected: bool = False,
     batch_size: int = 16,
@@ -110,8 +112,9 @@ def clean_landmark(
     judged = (*SCORED_ROLES, GalleryRole.rejected) if include_rejected else SCORED_ROLES
     with session_scope(factory) as session:
         rows = _rows(session, landmark_id, (GalleryRole.reference, *judged))
+    objects = [(b, k) for _, b, k, _ in rows]
     embedded = embed_objects(
-        client, embedder, [(b, k) for _, b, k, _ in rows], min_side=min_side, batch_size=batch_size, progress=progress
+        client, embedder, objects, min_side=min_side, fit=fit, batch_size=batch_size, progress=progress
     )
     roles = [rows[i][3] for i in embedded.ok]
     is_ref = np.array([r == GalleryRole.reference for r in roles], dtype=bool)
@@ -156,6 +159,7 @@ def clean_gallery(
     *,
     max_distance: float,
     min_side: int,
+    fit: Fit = "short",
     n_auto_references: int = 5,
     landmark: str | None = None,
     include_rejected: bool = False,
@@ -180,6 +184,7 @@ def clean_gallery(
             lm,
             max_distance=max_distance,
             min_side=min_side,
+            fit=fit,
             n_auto_references=n_auto_references,
             include_rejected=include_rejected,
             batch_size=batch_size,
@@ -190,13 +195,13 @@ def clean_gallery(
     return report
 
 
-def embedder_for(rec: RecognitionSettings) -> tuple[EmbedsImages, int]:
-    """The backbone embedder of the settings (what `model build` embeds with) and its decode size, made once
-    per process by the model factory; the network itself loads on first use."""
+def embedder_for(rec: RecognitionSettings) -> tuple[EmbedsImages, int, Fit]:
+    """The backbone embedder of the settings (what `model build` embeds with) and its decode size and side, made
+    once per process by the model factory; the network itself loads on first use."""
     from shared.model.factory import decode_side, embedder_from_settings
 
     embedder = embedder_from_settings(rec)
-    return embedder, decode_side(embedder.config)
+    return embedder, decode_side(embedder.config), fit_for_resize(embedder.config.resize, embedder.config.decode_fit)
 
 
 def run_cleaning(
@@ -209,13 +214,14 @@ def run_cleaning(
     progress: Callable[[int], None] | None = None,
 ) -> CleaningReport:
     """What the task and `landmarks gallery clean --wait` both run, with the settings' threshold and model."""
-    embedder, min_side = embedder_for(settings.recognition)
+    embedder, min_side, fit = embedder_for(settings.recognition)
     return clean_gallery(
         factory,
         client,
         embedder,
         max_distance=settings.gallery.cleaning_max_distance,
         min_side=min_side,
+        fit=fit,
         n_auto_references=settings.gallery.auto_references,
         landmark=landmark,
         include_rejected=include_rejected,

@@ -10,8 +10,10 @@ from shared.imaging.decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     DecodedPhoto,
+    Fit,
     Source,
     decode_photo,
+    fit_for_resize,
     read_meta,
 )
 from shared.imaging.errors import ImageDecodeError
@@ -22,10 +24,12 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIDE",
     "DecodedPhoto",
+    "Fit",
     "ImageDecodeError",
     "PhotoMeta",
     "Source",
     "decode_photo",
+    "fit_for_resize",
     "parse_gps",
     "parse_taken_at",
     "read_meta",

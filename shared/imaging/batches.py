@@ -18,7 +18,7 @@ import numpy as np
 from minio import Minio
 from PIL import Image
 
-from shared.imaging.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
+from shared.imaging.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, Fit, decode_photo
 from shared.imaging.errors import ImageDecodeError
 from shared.storage import ObjectMissing, read_object
 
@@ -76,24 +76,25 @@ def decoded_batches(
 
 
 def object_loader(
-    client: Minio, *, min_side: int, max_bytes: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    client: Minio, *, min_side: int, max_bytes: int, max_pixels: int = DEFAULT_MAX_PIXELS, fit: Fit = "short"
 ) -> Callable[[tuple[str, str]], DecodedPhoto]:
     """A ``load`` for :func:`decoded_batches` over ``(bucket, key)`` pairs in object storage."""
 
     def load(obj: tuple[str, str]) -> DecodedPhoto:
         bucket, key = obj
-        return decode_photo(
-            read_object(client, bucket, key, max_bytes=max_bytes), min_side=min_side, max_pixels=max_pixels
-        )
+        data = read_object(client, bucket, key, max_bytes=max_bytes)
+        return decode_photo(data, min_side=min_side, fit=fit, max_pixels=max_pixels)
 
     return load
 
 
-def file_loader(*, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Callable[[Path], DecodedPhoto]:
+def file_loader(
+    *, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS, fit: Fit = "short"
+) -> Callable[[Path], DecodedPhoto]:
     """A ``load`` for :func:`decoded_batches` over photo files."""
 
     def load(path: Path) -> DecodedPhoto:
-        return decode_photo(path, min_side=min_side, max_pixels=max_pixels)
+        return decode_photo(path, min_side=min_side, fit=fit, max_pixels=max_pixels)
 
     return load
 
@@ -113,15 +114,17 @@ def embed_objects(
     objects: Sequence[tuple[str, str]],
     *,
     min_side: int,
+    fit: Fit = "short",
     max_bytes: int = MAX_GALLERY_OBJECT_BYTES,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> Embedded:
-    """Fetch, decode and embed objects in batches; undecodable or missing ones are reported, not fatal."""
+    """Fetch, decode (``min_side`` on the ``fit`` side: :func:`shared.model.factory.decode_fit` for a network)
+    and embed objects in batches; undecodable or missing ones are reported, not fatal."""
     vectors: list[np.ndarray] = []
     ok: list[int] = []
     failed: list[tuple[str, str]] = []
-    load = object_loader(client, min_side=min_side, max_bytes=max_bytes)
+    load = object_loader(client, min_side=min_side, max_bytes=max_bytes, fit=fit)
     for batch in decoded_batches(objects, load, batch_size=batch_size, skipped=OBJECT_SKIPPED):
         failed.extend((objects[i][1], reason) for i, reason in batch.failed)
         if batch.photos:

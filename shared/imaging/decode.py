@@ -3,6 +3,11 @@
 A 12 MP phone JPEG costs ~120 ms to decode in full but ~20 ms when libjpeg scales it in the DCT domain
 (``Image.draft``), so the target size is worked out from the header first and the decoder asked for the
 smallest scale that still covers it; Pillow's resize then finishes the job.
+
+The target is ``min_side`` pixels on the side the consumer keeps (``fit``): the shorter side for thumbnails and
+training crops, the longer side for a network that fits the whole photo into ``min_side`` (``resize="long"``, the
+default network): a 4000 x 3000 JPEG for a 384 px network then decodes at 1/8 (500 x 375 -> 384 x 288) instead
+of 1/4 (1000 x 750 -> 512 x 384, which the network shrank again).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 from PIL import Image, ImageFile, PngImagePlugin
 
@@ -45,7 +50,11 @@ Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 if register_heif_opener is not None:
     register_heif_opener()
 
-_RESAMPLE = Image.Resampling.LANCZOS
+# The last resize: Lanczos to a shorter side (thumbnails, training crops); to a longer side the photo goes straight
+# into the network, so it is resampled with the network's own filter (shared.model.preprocess.resize: bilinear), as
+# it was when the network resized it. Those pixels stay within 2.0 grey levels (median RMSE, 150 ../shared/data
+# photos) of the old decode-then-resize path; Lanczos there moved 4.2 and cost 3 of 216 landmarks in eval.
+_RESAMPLE: dict[str, Image.Resampling] = {"short": Image.Resampling.LANCZOS, "long": Image.Resampling.BILINEAR}
 # Box-reduce by an integer factor first, Lanczos for the last 2-4x: half to a third of a plain Lanczos resize
 # from a 3-12 MP PNG/WebP/HEIF (JPEG arrives already within 2x through draft, so it is unaffected).
 _REDUCING_GAP = 2.0
@@ -53,13 +62,15 @@ _WHITE = (255, 255, 255)
 
 Source = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike[str]
 T = TypeVar("T")
+Fit = Literal["short", "long"]  # which side of the photo ``min_side`` is measured on
+FITS: tuple[Fit, ...] = ("short", "long")
 
 
 @dataclass(frozen=True)
 class DecodedPhoto:
     """Pixels ready for the model plus the photo's metadata."""
 
-    image: Image.Image  # RGB, upright, shorter side == min_side (or smaller when the original was smaller)
+    image: Image.Image  # RGB, upright, the fitted side == min_side (or smaller when the original was smaller)
     meta: PhotoMeta
 
 
@@ -67,10 +78,12 @@ def decode_photo(
     source: Source,
     *,
     min_side: int = DEFAULT_MIN_SIDE,
+    fit: Fit = "short",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> DecodedPhoto:
-    """Decode an upload to RGB, EXIF orientation applied, shorter side reduced to ``min_side``.
+    """Decode an upload to RGB, EXIF orientation applied, its ``fit`` side (shorter or longer) reduced to
+    ``min_side``.
 
     ``source`` is the bytes, a binary file object (read from offset 0, not closed) or a path. Raises
     :class:`ImageDecodeError` for bytes that are not a usable image; a missing path raises ``OSError`` as usual.
@@ -80,6 +93,8 @@ def decode_photo(
     """
     if min_side < 1 or max_pixels < 1 or max_decode_bytes < 1:
         raise ValueError("min_side, max_pixels and max_decode_bytes must be positive")
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; known: {', '.join(FITS)}")
 
     def work(im: ImageFile.ImageFile) -> DecodedPhoto:
         width, height = im.size
@@ -88,7 +103,7 @@ def decode_photo(
                 "too_large", f"{width}x{height} is {width * height} pixels, more than the limit of {max_pixels}"
             )
         stored, fmt = im.size, im.format
-        target = _target_size(stored, min_side)
+        target = _target_size(stored, min_side, fit)
         if target != stored:
             im.draft(None, target)  # JPEG: DCT-domain scaling; HEIF: an embedded thumbnail; others: no-op
         factor = _reduce_factor(im.size, target)
@@ -102,7 +117,7 @@ def decode_photo(
         im.load()
         exif = read_exif(im)  # after load(): PNG keeps eXIf after the pixel data
         meta = photo_meta(exif, size=stored, format=fmt)
-        image = _flatten(_resize(_reduced(im, factor), target))
+        image = _flatten(_resize(_reduced(im, factor), target, _RESAMPLE[fit]))
         turn = TRANSPOSE_FOR_ORIENTATION.get(orientation(exif))
         if turn is not None:
             image = image.transpose(turn)
@@ -111,6 +126,18 @@ def decode_photo(
         return DecodedPhoto(image=image, meta=meta)
 
     return _with_image(source, work)
+
+
+def fit_for_resize(resize: str, decode_fit: str = "short") -> Fit:
+    """The side a photo is decoded to ``min_side`` pixels on, for a network's resize mode
+    (``shared.model.preprocess.resize``) and the decode the model was built with (``recognition.decode_fit``).
+
+    ``short`` (the default) decodes the shorter side to the network's size: a 12 MP JPEG at DCT 1/4, then Lanczos.
+    ``long`` is taken only with the ``long`` resize, which fits the whole photo into the network's size, so the
+    longer side is all it needs: DCT 1/8 and one bilinear step, ~0.7x the decode time, but on ``../shared/data`` one
+    to three photos in 200 fewer right (``docs/research-notes.md``). ``crop`` and ``square`` always need the
+    shorter side. Use with :func:`shared.model.factory.decode_side`."""
+    return "long" if resize == "long" and decode_fit == "long" else "short"
 
 
 def read_meta(source: Source) -> PhotoMeta:
@@ -163,9 +190,18 @@ def _stream(source: Source) -> tuple[BinaryIO, bool]:
     return io.BytesIO(source.read()), False
 
 
-def _target_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
-    """Smallest size with the same aspect whose shorter side is ``min_side``; never larger than ``size``."""
+def _target_size(size: tuple[int, int], min_side: int, fit: Fit = "short") -> tuple[int, int]:
+    """Smallest size with the same aspect whose ``fit`` side is ``min_side``; never larger than ``size``.
+
+    The longer side of a ``long`` fit is the size :func:`shared.model.preprocess.resize` gives in its ``long``
+    mode (``round(side * scale)``), so the network then has nothing left to resize."""
     width, height = size
+    if fit == "long":
+        long = max(width, height)
+        if long <= min_side:
+            return size
+        scale = min_side / long
+        return max(1, round(width * scale)), max(1, round(height * scale))
     short = min(width, height)
     if short <= min_side:
         return size
@@ -188,8 +224,8 @@ def _reduced(im: Image.Image, factor: tuple[int, int]) -> Image.Image:
     return im if im.mode in NATIVE_MODES else reduce_to_eight_bit(im, factor)
 
 
-def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
-    return im if im.size == target else im.resize(target, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+def _resize(im: Image.Image, target: tuple[int, int], resample: Image.Resampling) -> Image.Image:
+    return im if im.size == target else im.resize(target, resample, reducing_gap=_REDUCING_GAP)
 
 
 def _flatten(im: Image.Image) -> Image.Image:

@@ -78,10 +78,14 @@ class EmbedderConfig:
     resize: str = "long"
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    # The side photos are decoded on for this network (shared.imaging.fit_for_resize); bundles from before it
+    # have none and were built from the shorter side, the default.
+    decode_fit: str = "short"
 
     def key(self) -> str:
         scales = "-".join(f"{s:g}" for s in self.scales)
-        return f"{self.backbone}_{self.pooling}_{self.image_size}_{self.resize}_s{scales}_f{int(self.flip)}"
+        fit = "" if self.decode_fit == "short" else f"_d{self.decode_fit}"
+        return f"{self.backbone}_{self.pooling}_{self.image_size}_{self.resize}_s{scales}_f{int(self.flip)}{fit}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "scales": list(self.scales)}
@@ -93,6 +97,12 @@ class EmbedderConfig:
             known["scales"] = tuple(float(s) for s in known["scales"])
         return cls(**known)
 
+
+# How callers that cache rows decode the photos they embed: ``decode_side`` pixels on the side
+# ``shared.imaging.fit_for_resize(resize, decode_fit)`` names (the config's key says which). Part of
+# :meth:`Embedder.cache_key`: change it whenever that decode changes, so rows embedded from the old pixels are never
+# read back ("fit" rows, 2026-12-05, were all decoded on the longer side).
+DECODE_KEY = "fit2"
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -272,10 +282,11 @@ class Embedder(InferenceModel):
         return cached_onnx(cache, self.network_digest(), lambda: self._build_net(classifier=True))
 
     def cache_key(self) -> str:
-        """The config's key, plus the engine when it is not torch: folders of cached embeddings are named by it,
-        so rows embedded by one engine are never read back as another's."""
+        """The config's key, plus the engine when it is not torch and the decode: folders of cached embeddings are
+        named by it, so rows embedded by one engine, or from photos decoded another way, are never read back."""
         engine = resolve_engine(self.engine_name, resolve_device(self.device_name), self.precision)
-        return self.config.key() if engine == "torch" else f"{self.config.key()}_{engine}"
+        key = self.config.key() if engine == "torch" else f"{self.config.key()}_{engine}"
+        return f"{key}_{DECODE_KEY}"
 
     def with_states(
         self,

@@ -25,7 +25,9 @@ _embedders: dict[tuple[Any, ...], Embedder] = {}
 
 def config_from_settings(rec: RecognitionSettings, **overrides: Any) -> EmbedderConfig:
     """The network the settings describe (``overrides``: evaluation options such as another image size)."""
-    config = EmbedderConfig(backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size)
+    config = EmbedderConfig(
+        backbone=rec.backbone, pooling=rec.pooling, image_size=rec.image_size, decode_fit=rec.decode_fit
+    )
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -91,5 +93,6 @@ def bundle_embedder(
 
 
 def decode_side(config: EmbedderConfig) -> int:
-    """The smallest side a photo is decoded at for ``config`` (its largest test-time scale included)."""
+    """The smallest side a photo is decoded at for ``config`` (its largest test-time scale included), on the side
+    ``shared.imaging.fit_for_resize(config.resize, config.decode_fit)`` names (the shorter one by default)."""
     return int(round(config.image_size * max(config.scales)))

@@ -217,7 +217,11 @@ def _decode(
     t0 = time.perf_counter()
     try:
         photo = decode_photo(
-            item.data, min_side=recognizer.min_side, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+            item.data,
+            min_side=recognizer.min_side,
+            fit=recognizer.fit,
+            max_pixels=max_pixels,
+            max_decode_bytes=max_decode_bytes,
         )
     except ImageDecodeError as exc:
         error = PermanentError(exc.reason, f"s3://{ref.bucket}/{ref.key}: {exc}")

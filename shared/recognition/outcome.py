@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from shared.imaging import DecodedPhoto
+from shared.imaging import DecodedPhoto, Fit
 
 
 @dataclass
@@ -41,6 +41,7 @@ class PhotoRecognizer(Protocol):
 
     version: str
     min_side: int
+    fit: Fit  # the side min_side is measured on (shared.imaging.decode_photo's ``fit``)
 
     def recognize_photos(self, photos: list[DecodedPhoto]) -> list[list[LandmarkMatch]]: ...
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from shared.imaging.batches import EmbedsImages  # what the recognizer needs of an embedder
+from shared.imaging.decode import fit_for_resize
 from shared.index import LandmarkIndex, l2_normalize
 from shared.recognition.bundle import Bundle, BundleIntegrityError
 from shared.recognition.decision import (
@@ -67,9 +68,11 @@ class Recognizer:
         self.scene_mapping = scene_mapping or load_mapping()
         prior = bundle.scenes.prior
         self.prior_thresholds = Thresholds.from_dict(prior.thresholds) if prior.thresholds else bundle.thresholds
-        # Decode no smaller than the network input (the largest test-time scale included).
+        # Decode no smaller than the network input (the largest test-time scale included), on the side the network
+        # keeps: the longer one for the default "long" resize (what model build and eval decode the gallery to).
         scales = bundle.model.get("scales") or [1.0]
         self.min_side = min_side or int(round(int(bundle.model.get("image_size", 260)) * max(scales)))
+        self.fit = fit_for_resize(str(bundle.model.get("resize", "long")), str(bundle.model.get("decode_fit", "short")))
         self.centroids = LandmarkIndex(bundle.centroids, bundle.centroid_landmarks)
         self.references = LandmarkIndex(bundle.references, bundle.reference_landmarks)
         self.gate = presence_gate(bundle)

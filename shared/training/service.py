@@ -35,6 +35,7 @@ from shared.imaging.batches import (
     embed_objects,
     object_loader,
 )
+from shared.imaging.decode import Fit, fit_for_resize
 from shared.index import l2_normalize
 from shared.recognition.bundle import Bundle
 from shared.recognition.recognizer import EmbedsImages
@@ -77,6 +78,7 @@ def cached_features(
     *,
     cache_dir: Path | None,
     min_side: int,
+    fit: Fit = "short",
     batch_size: int = 16,
 ) -> tuple[np.ndarray, list[int]]:
     """Pooled features (rows of the objects that decoded) and their indices, from the cache where possible."""
@@ -93,7 +95,8 @@ def cached_features(
         else:
             todo.append(i)
     if todo:
-        fresh = embed_objects(client, embedder, [objects[i] for i in todo], min_side=min_side, batch_size=batch_size)
+        todo_objects = [objects[i] for i in todo]
+        fresh = embed_objects(client, embedder, todo_objects, min_side=min_side, fit=fit, batch_size=batch_size)
         for row, j in zip(fresh.embeddings, fresh.ok, strict=True):
             i = todo[j]
             vectors[i] = row
@@ -223,7 +226,10 @@ def train_model_version(
     model = embedder.describe()
     backbone_state = None
     if finetune is None:
-        features, ok = cached_features(client, embedder, objects, cache_dir=feature_cache, min_side=min_side)
+        # Embedded as recognition decodes queries (long side for the default network); finetune's crops below
+        # keep the shorter side at min_side, as a crop of 40% of the photo still needs its pixels.
+        fit = fit_for_resize(embedder.config.resize, embedder.config.decode_fit)
+        features, ok = cached_features(client, embedder, objects, cache_dir=feature_cache, min_side=min_side, fit=fit)
         data = _classes(snap, ok)
     else:
         images, ok = load_images(client, objects, min_side=min_side)

@@ -20,6 +20,7 @@ from shared.db.models import City, GalleryPhoto, GalleryRole, Landmark, ModelVer
 from shared.db.session import session_scope
 from shared.gallery import mining
 from shared.imaging.batches import embed_objects
+from shared.imaging.decode import Fit
 from shared.recognition.build import build_bundle_from_embeddings
 from shared.recognition.bundle import Bundle, LandmarkInfo, save_bundle, upload_bundle
 from shared.recognition.whitening import WhiteningOptions
@@ -73,6 +74,7 @@ def build_model(
     models_bucket: str,
     model_store: Path,
     min_side: int,
+    fit: Fit = "short",
     activate: bool = False,
     rejection: float = 0.99,
     unknown_rejection: float | None = None,
@@ -87,11 +89,10 @@ def build_model(
         raise ValueError("the gallery has no landmark photos: run `landmarks gallery import` first")
     if not snap.negatives:
         raise ValueError("the gallery has no non-landmark photos to calibrate the threshold on")
-    gallery = embed_objects(
-        client, embedder, [(b, k) for b, k, _, _ in snap.photos], min_side=min_side, progress=progress
-    )
-    negatives = embed_objects(client, embedder, snap.negatives, min_side=min_side, progress=progress)
-    unknown = embed_objects(client, embedder, snap.unknown_landmarks, min_side=min_side, progress=progress)
+    photos = [(b, k) for b, k, _, _ in snap.photos]
+    gallery = embed_objects(client, embedder, photos, min_side=min_side, fit=fit, progress=progress)
+    negatives = embed_objects(client, embedder, snap.negatives, min_side=min_side, fit=fit, progress=progress)
+    unknown = embed_objects(client, embedder, snap.unknown_landmarks, min_side=min_side, fit=fit, progress=progress)
     with session_scope(factory) as session:
         version = registry.new_version_name(session)
     metrics = {

@@ -24,7 +24,9 @@ def test_default_threshold_keeps_true_photos_and_rejects_planted_ones(shared_dat
     from shared.evaluation.recognition import embed_rows
     from shared.gallery.cleaning import auto_references, decide_roles, mean_distances
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging import fit_for_resize
     from shared.model import Embedder, EmbedderConfig
+    from shared.model.embedder import DECODE_KEY
     from shared.settings import GallerySettings, RecognitionSettings, Settings
 
     rec, threshold = RecognitionSettings(), GallerySettings().cleaning_max_distance  # what ships
@@ -33,8 +35,9 @@ def test_default_threshold_keeps_true_photos_and_rejects_planted_ones(shared_dat
     embedded = embed_rows(
         rows,
         Embedder(config, device=rec.device, batch_size=rec.batch_size),
-        cache_dir=Settings().state_dir / "embeddings" / config.key(),
+        cache_dir=Settings().state_dir / "embeddings" / f"{config.key()}_{DECODE_KEY}",
         min_side=config.image_size,
+        fit=fit_for_resize(config.resize, config.decode_fit),
     )
     assert not embedded.failed
     x = embedded.embeddings

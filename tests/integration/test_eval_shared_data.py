@@ -25,6 +25,7 @@ def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
         pytest.skip(f"{manifest} is absent")
     from shared.evaluation.recognition import embed_rows
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging import fit_for_resize
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import Settings
 
@@ -34,8 +35,9 @@ def corpus(shared_data: Path) -> tuple[Any, Any, dict[str, Any]]:
     embedded = embed_rows(
         rows,
         embedder,
-        cache_dir=Settings().state_dir / "embeddings" / config.key(),
+        cache_dir=Settings().state_dir / "embeddings" / embedder.cache_key(),
         min_side=config.image_size,
+        fit=fit_for_resize(config.resize, config.decode_fit),  # decoded as model build and the workers decode
     )
     assert not embedded.failed
     return rows, embedded, embedder.describe()

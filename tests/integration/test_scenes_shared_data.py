@@ -23,7 +23,9 @@ def corpus(shared_data: Path) -> tuple[list[Any], np.ndarray, np.ndarray]:
         pytest.skip(f"{manifest} is absent")
     from shared.evaluation.scenes import embed_rows_with_logits
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging import fit_for_resize
     from shared.model import Embedder, EmbedderConfig
+    from shared.model.embedder import DECODE_KEY
     from shared.settings import Settings
 
     config = EmbedderConfig()  # the shipped defaults
@@ -31,8 +33,9 @@ def corpus(shared_data: Path) -> tuple[list[Any], np.ndarray, np.ndarray]:
     embeddings, logits, failed = embed_rows_with_logits(
         rows,
         Embedder(config, classifier=True),
-        cache_dir=Settings().state_dir / "scenes" / config.key(),
+        cache_dir=Settings().state_dir / "scenes" / f"{config.key()}_{DECODE_KEY}",
         min_side=config.image_size,
+        fit=fit_for_resize(config.resize, config.decode_fit),
     )
     assert not failed
     return rows, embeddings, logits

@@ -21,6 +21,7 @@ def reports(shared_data: Path) -> dict[str, Any]:
     from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings
     from shared.evaluation.trained_head import train_and_evaluate
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging import fit_for_resize
     from shared.model import Embedder, EmbedderConfig
     from shared.settings import RecognitionSettings, Settings
     from shared.training.trainer import TrainConfig
@@ -30,7 +31,11 @@ def reports(shared_data: Path) -> dict[str, Any]:
     rows = read_eval_manifest(manifest)
     embedder = Embedder(config, device=rec.device, batch_size=rec.batch_size)
     embedded = embed_rows(
-        rows, embedder, cache_dir=Settings().state_dir / "embeddings" / config.key(), min_side=config.image_size
+        rows,
+        embedder,
+        cache_dir=Settings().state_dir / "embeddings" / embedder.cache_key(),
+        min_side=config.image_size,
+        fit=fit_for_resize(config.resize, config.decode_fit),
     )
     assert not embedded.failed
     options = EvalOptions(rejection=rec.non_landmark_rejection)

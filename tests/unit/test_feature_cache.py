@@ -39,3 +39,19 @@ def test_an_overwritten_object_is_embedded_again(tmp_path: Path, monkeypatch: py
     etags["users/alice/a.jpg"] = "e2"  # overwritten under the same key
     assert features()[0] == 2.0
     assert embedded == ["users/alice/a.jpg"] * 2
+
+
+def test_features_are_embedded_from_photos_decoded_as_the_workers_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trained bundle's gallery features come from the pixels its queries will have (the longer side for the
+    default network), not the shorter side its fine-tuning crops need."""
+    seen: list[tuple[int, str]] = []
+
+    def embed(_client, _embedder, objects, **kw) -> Embedded:
+        seen.append((kw["min_side"], kw["fit"]))
+        return Embedded(np.ones((len(objects), 3), np.float32), list(range(len(objects))))
+
+    monkeypatch.setattr(service, "embed_objects", embed)
+    service.cached_features(None, None, [("photos", "users/alice/a.jpg")], cache_dir=None, min_side=384, fit="long")
+    assert seen == [(384, "long")]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image, ImageFile
+from PIL import ExifTags, Image, ImageFile, JpegImagePlugin
 from PIL.TiffImagePlugin import IFDRational
 
 from shared.errors import PermanentError
@@ -21,6 +21,7 @@ from shared.imaging import (
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     decode_photo,
+    fit_for_resize,
     parse_gps,
     parse_taken_at,
     read_meta,
@@ -151,6 +152,67 @@ def test_small_image_is_not_upscaled() -> None:
 def test_reduced_decode_keeps_the_picture() -> None:
     decoded = decode_photo(encode(Image.fromarray(quadrants(4000, 3000)), quality=90))
     assert_upright_quadrants(decoded.image)
+
+
+def test_a_long_fit_decodes_a_12mp_jpeg_at_one_eighth_straight_to_the_network_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A network that fits the photo into 384 px needs 384 x 288 of a 4000 x 3000 photo: libjpeg's 1/8 (500 x 375)
+    covers it, where a shorter side of 384 (512 x 384) needs 1/4 (1000 x 750), four times the pixels."""
+    drafted: list[tuple[int, int]] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self: JpegImagePlugin.JpegImageFile, *args: object) -> object:
+        result = draft(self, *args)
+        drafted.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    data = encode(Image.fromarray(quadrants(4000, 3000)), quality=90)
+    long = decode_photo(data, min_side=384, fit="long")
+    short = decode_photo(data, min_side=384)
+    assert drafted == [(500, 375), (1000, 750)]
+    assert (long.image.size, short.image.size) == ((384, 288), (512, 384))
+    assert_upright_quadrants(long.image)
+    assert (long.meta.width, long.meta.height) == (4000, 3000)
+
+
+@pytest.mark.parametrize(
+    ("size", "min_side", "expected"),
+    [((1500, 2000), 320, (240, 320)), ((1000, 250), 100, (100, 25)), ((300, 200), 384, (300, 200))],
+)
+def test_a_long_fit_measures_the_longer_side_and_never_upscales(
+    size: tuple[int, int], min_side: int, expected: tuple[int, int]
+) -> None:
+    decoded = decode_photo(encode(photo_like(*size), "PNG"), min_side=min_side, fit="long")
+    assert decoded.image.size == expected
+
+
+def test_a_long_fit_is_measured_after_exif_orientation() -> None:
+    """A portrait phone photo is stored landscape with orientation 6: it comes out upright, 288 x 384."""
+    upright = quadrants(300, 400)
+    stored = Image.fromarray(np.ascontiguousarray(STORED_FROM_UPRIGHT[6](upright)))
+    decoded = decode_photo(encode(stored, quality=95, exif=exif_with(6)), min_side=384, fit="long")
+    assert decoded.image.size == (288, 384)
+    assert_upright_quadrants(decoded.image)
+
+
+@pytest.mark.parametrize("size", [(4032, 3024), (3024, 4032), (1920, 1080), (1001, 667), (333, 1000), (5000, 999)])
+def test_a_long_fit_leaves_the_network_nothing_to_resize(size: tuple[int, int]) -> None:
+    """The decoded photo already has the size the network's ``long`` resize gives (same rounding), so the second
+    resize that used to follow the decode is gone."""
+    from shared.model.preprocess import resize
+
+    image = decode_photo(encode(Image.new("RGB", size, GREEN)), min_side=384, fit="long").image
+    assert resize(image, 384, "long").size == image.size
+    assert max(image.size) == 384
+
+
+def test_the_fitted_side_follows_the_network_resize_mode() -> None:
+    assert [fit_for_resize(mode, "long") for mode in ("long", "square", "crop")] == ["long", "short", "short"]
+    assert [fit_for_resize(mode) for mode in ("long", "square", "crop")] == ["short", "short", "short"]
+    with pytest.raises(ValueError, match="fit"):
+        decode_photo(encode(photo_like(64, 64)), fit="middle")  # type: ignore[arg-type]
 
 
 def test_non_positive_min_side_is_a_caller_error() -> None:
@@ -563,6 +625,8 @@ def test_real_photos_decode_to_min_side(shared_data: Path) -> None:
         decoded = decode_photo(shared_data / row["path"])
         assert decoded.image.mode == "RGB", row["path"]
         assert min(decoded.image.size) == min(320, decoded.meta.width, decoded.meta.height), row["path"]
+        fitted = decode_photo(shared_data / row["path"], min_side=384, fit="long")  # what the network gets
+        assert max(fitted.image.size) == min(384, max(decoded.meta.width, decoded.meta.height)), row["path"]
 
 
 @pytest.mark.shared_data

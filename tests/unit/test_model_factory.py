@@ -21,6 +21,7 @@ ENV = {
     "LANDMARKS_RECOGNITION__IMAGE_SIZE": "224",
     "LANDMARKS_RECOGNITION__DEVICE": "cpu",
     "LANDMARKS_RECOGNITION__ENGINE": "torch",
+    "LANDMARKS_RECOGNITION__DECODE_FIT": "long",
 }
 
 
@@ -44,7 +45,8 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
 
     def capture(name: str) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
-            seen[name] = (next(a for a in args if isinstance(a, Embedder)), kwargs["min_side"])
+            embedder = next(a for a in args if isinstance(a, Embedder))
+            seen[name] = (embedder, kwargs["min_side"], kwargs.get("fit"))
             return SimpleNamespace(version="v1", status=SimpleNamespace(value="ready"), thresholds={}, metrics={})
 
         return run
@@ -66,10 +68,11 @@ def test_build_cleaning_and_training_embed_with_the_settings_network(
     monkeypatch.setattr("shared.training.service.train_model_version", capture("train"))
     train_from_options(settings, None, None, {})  # type: ignore[arg-type]
 
-    expected = EmbedderConfig(backbone="resnet50", pooling="avg", image_size=224)
+    expected = EmbedderConfig(backbone="resnet50", pooling="avg", image_size=224, decode_fit="long")
     for name in ("build", "clean", "train"):
-        embedder, min_side = seen[name]
-        assert (name, embedder.config, min_side) == (name, expected, 224)
+        embedder, min_side, fit = seen[name]
+        # the gallery decoded to the side the settings name, as queries are; training works it out from the embedder
+        assert (name, embedder.config, min_side, fit) == (name, expected, 224, None if name == "train" else "long")
         assert (embedder.device_name, embedder.engine_name) == ("cpu", "torch")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from shared.model import Embedder, EmbedderConfig, onnx_export
-from shared.model.embedder import resolve_engine
+from shared.model.embedder import DECODE_KEY, resolve_engine
 from shared.model.head import linear_head_state
 from shared.recognition import Bundle, LandmarkInfo, Recognizer, Thresholds, load_bundle, save_bundle
 from shared.recognition.bundle import ONNX_FILE, read_manifest, sha256_file
@@ -84,8 +84,15 @@ def test_a_network_is_exported_once_and_reused_by_its_hash(cache: Path, monkeypa
 
 def test_cached_embeddings_are_kept_apart_by_engine(cache: Path) -> None:
     torch_engine, ort_engine = pair(cache)
-    assert torch_engine.cache_key() == CONFIG.key()  # torch caches written before engines existed stay valid
     assert ort_engine.cache_key() != torch_engine.cache_key()
+
+
+def test_cached_embeddings_are_kept_apart_by_decode(cache: Path) -> None:
+    """Rows cached before photos were decoded to the network's long side came from other pixels: the folder name
+    tells them apart, so they are never read back."""
+    torch_engine, ort_engine = pair(cache)
+    assert torch_engine.cache_key() == f"{CONFIG.key()}_{DECODE_KEY}" != CONFIG.key()
+    assert ort_engine.cache_key().endswith(f"_onnxruntime_{DECODE_KEY}")
 
 
 def test_a_built_bundle_carries_its_network_with_its_hash(cache: Path, tmp_path: Path) -> None:

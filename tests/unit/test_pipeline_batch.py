@@ -37,6 +37,7 @@ class RecordingRecognizer:
 
     version = "test"
     min_side = MIN_SIDE
+    fit = "short"
 
     def __init__(self) -> None:
         self.calls: list[list[DecodedPhoto]] = []

@@ -173,6 +173,7 @@ def model_build(
     activate: Annotated[bool, typer.Option(help="Activate the new version at once.")] = False,
 ) -> None:
     """Build a model version from the gallery (backbone features, centroids, calibrated thresholds)."""
+    from shared.imaging.decode import fit_for_resize
     from shared.model.factory import decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options
     from shared.settings import get_settings
@@ -194,6 +195,7 @@ def model_build(
             models_bucket=settings.s3.models_bucket,
             model_store=settings.model_store,
             min_side=decode_side(embedder.config),
+            fit=fit_for_resize(embedder.config.resize, embedder.config.decode_fit),
             activate=activate,
             rejection=rec.non_landmark_rejection,
             unknown_rejection=rec.unknown_rejection,

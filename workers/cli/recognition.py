@@ -105,6 +105,7 @@ def eval_command(
     from shared.evaluation.open_set import apply_holdout, holdout_splits, summarize
     from shared.evaluation.recognition import EvalOptions, embed_rows, evaluate_embeddings
     from shared.gallery.manifest import read_eval_manifest
+    from shared.imaging.decode import fit_for_resize
     from shared.model.factory import config_from_settings, decode_side, embedder_from_settings
     from shared.recognition.whitening import whitening_options
     from shared.settings import get_settings
@@ -152,6 +153,7 @@ def eval_command(
                 embedder,
                 cache_dir=cache,
                 min_side=min_side,
+                fit=fit_for_resize(config.resize, config.decode_fit),
                 max_pixels=rec.max_pixels,
                 batch_size=rec.batch_size,
                 progress=lambda done, total: status.update(f"embedding photos {done}/{total}"),
@@ -296,7 +298,7 @@ def recognize_command(
     failed = 0
     for i, path in enumerate(paths):
         try:
-            photo = decode_photo(path, min_side=recognizer.min_side, max_pixels=rec.max_pixels)
+            photo = decode_photo(path, min_side=recognizer.min_side, fit=recognizer.fit, max_pixels=rec.max_pixels)
         except (ImageDecodeError, OSError) as exc:
             failed += 1
             typer.echo(f"error: {path}: {exc}", err=True)
