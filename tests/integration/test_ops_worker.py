@@ -357,6 +357,8 @@ def test_model_activate_with_reprocess_starts_a_stale_job(database, env, broker)
                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert re.search(r"reprocess job \d+: 1 photos not yet recognised by w-active", run.stdout)
+    # its metrics carry no open-set score (as a trained version's): the operator is told what that means
+    assert "w-active has no open-set score" in " ".join(run.stdout.split())
     with factory() as session:
         [job] = jobs.list_jobs(session)
         assert (job.selector, job.total, job.state.value, job.enqueued) == ({"stale": True}, 1, "running", 0)

@@ -111,6 +111,7 @@ def model_train(
             progress=training_progress(progress),
         )
     console.print(f"trained model version [bold]{row.version}[/] ({row.status.value})")
+    _warn_without_open_set(row.version, row.metrics)
     console.print(json.dumps({"thresholds": row.thresholds, "calibration": row.metrics.get("calibration")}))
 
 
@@ -264,6 +265,7 @@ def model_activate(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"active model: [bold]{row.version}[/]")
+    _warn_without_open_set(row.version, row.metrics)
     if reprocess:
         from shared.ops.selectors import PhotoSelector
         from workers.cli.ops import start_job
@@ -285,6 +287,14 @@ def model_rollback() -> None:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"rolled back; active model: [bold]{row.version}[/]")
+
+
+def _warn_without_open_set(version: str, metrics: dict) -> None:
+    from shared.versions.registry import open_set_warning
+
+    warning = open_set_warning(version, metrics or {})
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def register(app: typer.Typer) -> None:
