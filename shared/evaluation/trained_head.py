@@ -87,6 +87,7 @@ def train_and_evaluate(
         index=IndexOptions(options.distance_threshold, options.cluster_fraction),
         progress=progress,
         backbone_state=backbone_state,
+        unknown_rejection=options.unknown_rejection,
     )
     test = [i for i, r in enumerate(rows) if r.split == "test"]
     t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import numpy as np
 from shared.model.head import project
 from shared.recognition.bundle import Bundle, LandmarkInfo
 from shared.recognition.decision import DecisionParams
+from shared.recognition.open_set import OpenSetModel
 from shared.training.crossfit import (
     CALIBRATION_IN_SAMPLE,
     CALIBRATION_OUT_OF_FOLD,
@@ -106,8 +107,10 @@ class TrainedModel:
         return self.result.head_state
 
     def summary(self, rejection: float) -> dict[str, Any]:
-        """What goes into the model version's metrics."""
+        """What goes into the model version's metrics (the open-set score's flat, as an untrained build's, so
+        `model list` shows them and the registry's open-set warning sees the version has one)."""
         return {
+            **open_set_metrics(self.bundle),
             "training": {
                 **self.config.to_dict(),
                 "mode": self.mode,
@@ -120,6 +123,17 @@ class TrainedModel:
             "calibration_method": self.calibration.method,
             "presence_gate_threshold": self.calibration.gate_threshold,
         }
+
+
+def open_set_metrics_of(open_set: OpenSetModel | None) -> dict[str, Any]:
+    """An open-set score's metrics, flat and prefixed as :func:`shared.recognition.build` stores them."""
+    if open_set is None:
+        return {}
+    return {f"open_set_{k}": v for k, v in open_set.metrics.items() if k != "folds"}
+
+
+def open_set_metrics(bundle: Bundle) -> dict[str, Any]:
+    return open_set_metrics_of(bundle.open_set)
 
 
 def _fit(ds: FeatureDataset, config: TrainConfig, use_gate: bool, progress: Callable[[EpochReport], None] | None):
@@ -149,6 +163,7 @@ def train_model(
     metrics: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
     backbone_state: dict[str, Any] | None = None,
+    unknown_rejection: float | None = None,
 ) -> TrainedModel:
     """Train on everything, cross-fit ``folds`` more runs, and return the bundle with out-of-fold thresholds.
 
@@ -227,6 +242,15 @@ def train_model(
         backbone_state=backbone_state or None,
         metrics=metrics or {},
     )
+    if unknown_rejection and folds >= 2:
+        from shared.training.open_set import fit_trained_open_set  # imports this module's FeatureDataset
+
+        if progress:
+            progress(TrainingProgress("open set", runs, runs))
+        open_set = fit_trained_open_set(
+            ds, ids, config, result.head_state, decision, unknown_rejection=unknown_rejection
+        )
+        bundle = replace(bundle, open_set=open_set, metrics={**bundle.metrics, **open_set_metrics_of(open_set)})
     if progress:
         progress(TrainingProgress("done", runs, runs))
     mode = "finetune" if backbone_state else "features"

@@ -209,10 +209,12 @@ def train_model_version(
     progress: ProgressFn | None = None,
     finetune: FinetuneOptions | None = None,
     on_registered: Callable[[Session, ModelVersion], None] | None = None,
+    unknown_rejection: float | None = None,
 ) -> ModelVersion:
     """Features of the gallery (landmark photos + negatives), train with cross-fitted calibration, publish the
     bundle and register the version with its metrics. ``embedder`` must be the untrained network (no head);
-    ``finetune`` tunes its last blocks first (see the module docstring)."""
+    ``finetune`` tunes its last blocks first (see the module docstring); ``unknown_rejection`` fits the open-set
+    score on landmarks left out of retrained heads (:mod:`shared.training.open_set`)."""
     with session_scope(factory) as session:
         snap = gallery_snapshot(session)
     if not snap.landmarks:
@@ -269,6 +271,7 @@ def train_model_version(
         rejection=rejection,
         progress=None if progress is None else (lambda p: progress(replace(p, run=p.run + shift, runs=runs))),
         backbone_state=backbone_state,
+        unknown_rejection=unknown_rejection,
     )
     metrics = {
         "landmarks": len(landmarks),
@@ -379,4 +382,5 @@ def train_from_options(
         progress=progress,
         finetune=finetune,
         on_registered=on_registered,
+        unknown_rejection=rec.unknown_rejection,
     )

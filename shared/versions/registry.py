@@ -66,8 +66,9 @@ OPEN_SET_METRIC = "open_set_unknown_rejection"
 
 def open_set_warning(version: str, metrics: dict[str, Any]) -> str | None:
     """What an operator must hear before a version without an open-set score decides photos: it files photos of
-    landmarks its gallery does not know into the nearest known landmark's album (trained versions today; issue #17:
-    `eval --train` turns away 0.556 of such photos against 0.964 for an untrained build). None when it has one."""
+    landmarks its gallery does not know into the nearest known landmark's album (versions built or trained with
+    ``recognition.unknown_rejection`` off, fine-tuned backbones without a head; issue #17: a trained head without
+    the score turns away 0.556 of such photos, with it 0.966). None when it has one."""
     if OPEN_SET_METRIC in metrics:
         return None
     return (
