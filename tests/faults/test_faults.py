@@ -144,17 +144,22 @@ def test_the_bridge_killed_while_events_flow_resumes_from_its_cursor(faults: Fau
     assert_all_done(faults, before + while_down, False, "a SIGKILLed bridge")
 
 
-def grey16_png_bomb(side: int = 14_000) -> bytes:
-    """A 16-bit greyscale PNG of 196 MP in ~400 KB (the kind that took 3.8 GB to decode before #19)."""
+def png_bomb(side: int, bit_depth: int, colour_type: int, bytes_per_pixel: int) -> bytes:
+    """A ``side`` x ``side`` PNG of one flat colour: deflate shrinks its rows to a few hundred KB."""
     packer = zlib.compressobj(9)
-    row = b"\x00" + b"\x80" * (2 * side)
+    row = b"\x00" + b"\x80" * (bytes_per_pixel * side)
     body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", side, side, bit_depth, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def grey16_png_bomb(side: int = 14_000) -> bytes:
+    """A 16-bit greyscale PNG of 196 MP in ~400 KB (the kind that took 3.8 GB to decode before #19)."""
+    return png_bomb(side, bit_depth=16, colour_type=0, bytes_per_pixel=2)
 
 
 def test_a_bomb_upload_that_kills_its_worker_is_failed_as_worker_lost(faults: FaultStack) -> None:
@@ -186,15 +191,7 @@ def test_a_bomb_upload_that_kills_its_worker_is_failed_as_worker_lost(faults: Fa
 def rgb_png_bomb(side: int = 14_000) -> bytes:
     """An 8-bit RGB PNG of 196 MP in ~600 KB: decoded whole by Pillow (4 bytes a pixel, ~790 MB), under the default
     per-decode budget of 1 GiB, so only the process's memory limit stops it."""
-    packer = zlib.compressobj(9)
-    row = b"\x00" + b"\x80" * (3 * side)
-    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return png_bomb(side, bit_depth=8, colour_type=2, bytes_per_pixel=3)
 
 
 # Above what the capped worker peaked at on ordinary photos (model loaded, a photo decoded): room for any demo
