@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from common import LogCursor, WorkerLog, dispatch_times, group_cpu_seconds, summary
+from common import LogCursor, WorkerLog, bench_resources, dispatch_times, group_cpu_seconds, summary
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -63,11 +62,6 @@ class Plan:
 
 QUICK = Plan(QUICK_LANDMARKS, 10, (1, 5), 5.0, 20.0)
 FULL = Plan(FULL_LANDMARKS, 30, (1, 5, 20), 40.0, 120.0)
-
-
-def server_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class Level:
@@ -214,8 +208,6 @@ def main() -> None:
     seconds = args.seconds or plan.seconds
     console = Console(width=200)
 
-    database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
-    redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
     t_setup = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     concurrency = {"ingest": 2, "recognize": args.recognize_workers, "albums": 1}
@@ -223,9 +215,7 @@ def main() -> None:
     worker_env = {"recognize": {"OMP_NUM_THREADS": str(threads)}} if threads else None
     try:
         with (
-            testing.isolated_resources(
-                database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
-            ) as settings,
+            bench_resources(work) as settings,
             testing.started_demo_stack(
                 settings,
                 work / "demo",

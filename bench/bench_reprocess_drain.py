@@ -37,7 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import QUICK, Level, fmt, server_of, warm_up
+from bench_pipeline import QUICK, Level, fmt, warm_up
+from common import bench_resources
 from PIL import Image
 from sqlalchemy import func, select, text
 
@@ -151,16 +152,12 @@ def main() -> None:
     count = args.photos or (2_000 if args.quick else 20_000)
     seconds = args.seconds or (20.0 if args.quick else 60.0)
 
-    database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
-    redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
     work = Path(tempfile.mkdtemp(prefix="bench-drain-"))
     report: dict[str, Any] = {"bench": "reprocess_drain", "job_photos": count, "rate_per_s": args.rate,
                               "seconds_per_level": seconds}  # fmt: skip
     try:
         with (
-            testing.isolated_resources(
-                database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
-            ) as settings,
+            bench_resources(work) as settings,
             testing.started_demo_stack(
                 settings, work / "demo", landmarks=QUICK.landmarks, negatives=QUICK.negatives
             ) as up,

@@ -35,9 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from common import LogCursor, summary
+from common import LogCursor, bench_resources, summary
 from PIL import Image, ImageOps
 from rich.console import Console
 from rich.table import Table
@@ -53,11 +52,6 @@ QUICK_LANDMARKS = ("taj_mahal", "colosseum", "brandenburg_gate")
 WORKER = "worker-recognize"
 FINAL = (PhotoStatus.done, PhotoStatus.failed, PhotoStatus.deleted)
 DEADLINE_S = 600.0
-
-
-def server_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def uniform(data: bytes, size: tuple[int, int] = (1600, 1200)) -> bytes:
@@ -213,16 +207,12 @@ def main() -> None:
     landmarks = QUICK_LANDMARKS if args.quick else FULL_LANDMARKS
     console = Console(width=160)
 
-    database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
-    redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[dict[str, Any]] = []
     concurrency = {"ingest": 2, "recognize": 1, "albums": 1}
     try:
         with (
-            testing.isolated_resources(
-                database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
-            ) as settings,
+            bench_resources(work) as settings,
             testing.started_demo_stack(
                 settings, work / "demo", landmarks=landmarks, negatives=10, concurrency=concurrency
             ) as up,

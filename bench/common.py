@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from devtools.stack import proc
+from devtools.stack import proc, testing
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -110,3 +112,19 @@ def group_cpu_seconds(pgid: int, *, exclude: int | None = None) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
     return total / CLOCK_TICKS
+
+
+def server_of(url: str) -> str:
+    """``redis://host:port/3`` -> ``redis://host:port``: the server, without the database a URL picks."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def bench_resources(work: Path) -> Any:
+    """A private database and Redis database for a bench's stack (``with bench_resources(work) as settings``), on
+    the servers LANDMARKS_DATABASE_URL and LANDMARKS_BROKER_URL name, the local ones by default."""
+    database_server = os.environ.get("LANDMARKS_DATABASE_URL") or "postgresql+psycopg2://postgres@127.0.0.1:5432/x"
+    redis_server = server_of(os.environ.get("LANDMARKS_BROKER_URL") or "redis://127.0.0.1:6379/0")
+    return testing.isolated_resources(
+        database_server, work / "state", redis_server=redis_server, db_prefix="landmarks_bench"
+    )
