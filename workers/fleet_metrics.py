@@ -172,7 +172,7 @@ def fleet_reader() -> Callable[[], FleetState]:
             with db_session() as session:
                 status = database_status(session_rows(session))
                 bridges, model, database_up = status.bridge, status.model, True
-                by_state, jobs = jobs_by_state(session), live_progress(session)
+                by_state, jobs = jobs_by_state(session), live_progress(session, status.reprocess_jobs)
         except Exception as exc:
             log.warning("metrics: database unreadable: %s", exc)
         return FleetState(queues, workers, bridges, model, database_up, by_state, jobs)

@@ -8,6 +8,7 @@ selection). It runs under a statement timeout, so a scrape or a request on a hug
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -66,9 +67,11 @@ def progress(session: Session, job_id: int, *, timeout_ms: int = COUNT_TIMEOUT_M
     return JobProgress(summary, processed_count(session, job_id, timeout_ms=timeout_ms))
 
 
-def live_progress(session: Session, *, timeout_ms: int = COUNT_TIMEOUT_MS) -> list[JobProgress]:
-    """Running and paused jobs, newest first, each with its processed count."""
-    return [
-        JobProgress(summary, processed_count(session, summary.id, timeout_ms=timeout_ms))
-        for summary in job_summaries(session_rows(session), live_only=True)
-    ]
+def live_progress(
+    session: Session, summaries: Sequence[JobSummary] | None = None, *, timeout_ms: int = COUNT_TIMEOUT_MS
+) -> list[JobProgress]:
+    """Running and paused jobs, newest first, each with its processed count; ``summaries``: those jobs as the
+    caller already read them (``DatabaseStatus.reprocess_jobs``), else they are read here."""
+    if summaries is None:
+        summaries = job_summaries(session_rows(session), live_only=True)
+    return [JobProgress(summary, processed_count(session, summary.id, timeout_ms=timeout_ms)) for summary in summaries]
