@@ -14,11 +14,11 @@ from sqlalchemy.exc import OperationalError
 from shared.errors import TransientError
 from shared.ops import jobs
 from tasks.context import context
+from workers.fleet import send_recognitions
 
 log = structlog.get_logger(__name__)
 
 RECOGNIZE_QUEUE = "recognize"
-RECOGNIZE_TASK = "recognition.recognize_photo"
 
 
 def recognize_queue_depth() -> int:
@@ -28,13 +28,10 @@ def recognize_queue_depth() -> int:
 
 
 def sender(priority: int):
+    """The feeder's ``enqueue``: :func:`workers.fleet.send_recognitions` on this worker's app at ``priority``."""
+
     def enqueue(photo_ids: Sequence[uuid.UUID], *, version_id: int | None = None) -> None:
-        kwargs = {"version_id": version_id} if version_id is not None else {}
-        with current_app.producer_or_acquire() as producer:
-            for photo_id in photo_ids:
-                current_app.send_task(
-                    RECOGNIZE_TASK, args=[str(photo_id)], kwargs=kwargs, priority=priority, producer=producer
-                )
+        send_recognitions(current_app, photo_ids, priority=priority, version_id=version_id)
 
     return enqueue
 
