@@ -119,7 +119,7 @@ def embed_objects(
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> Embedded:
-    """Fetch, decode (``min_side`` on the ``fit`` side: :func:`shared.model.factory.decode_fit` for a network)
+    """Fetch, decode (``min_side`` on the ``fit`` side: :func:`shared.imaging.fit_for_resize` for a network)
     and embed objects in batches; undecodable or missing ones are reported, not fatal."""
     vectors: list[np.ndarray] = []
     ok: list[int] = []

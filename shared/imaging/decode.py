@@ -4,10 +4,10 @@ A 12 MP phone JPEG costs ~120 ms to decode in full but ~20 ms when libjpeg scale
 (``Image.draft``), so the target size is worked out from the header first and the decoder asked for the
 smallest scale that still covers it; Pillow's resize then finishes the job.
 
-The target is ``min_side`` pixels on the side the consumer keeps (``fit``): the shorter side for thumbnails and
-training crops, the longer side for a network that fits the whole photo into ``min_side`` (``resize="long"``, the
-default network): a 4000 x 3000 JPEG for a 384 px network then decodes at 1/8 (500 x 375 -> 384 x 288) instead
-of 1/4 (1000 x 750 -> 512 x 384, which the network shrank again).
+The target is ``min_side`` pixels on the side the consumer names (``fit``): the shorter side by default, the
+longer side for a network that fits the whole photo into ``min_side`` (``resize="long"``) when the model was built
+with ``recognition.decode_fit = long``: a 4000 x 3000 JPEG for a 384 px network then decodes at 1/8
+(500 x 375 -> 384 x 288) instead of 1/4 (1000 x 750 -> 512 x 384, which the network shrinks again).
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ class Recognizer:
         self.scene_mapping = scene_mapping or load_mapping()
         prior = bundle.scenes.prior
         self.prior_thresholds = Thresholds.from_dict(prior.thresholds) if prior.thresholds else bundle.thresholds
-        # Decode no smaller than the network input (the largest test-time scale included), on the side the network
-        # keeps: the longer one for the default "long" resize (what model build and eval decode the gallery to).
+        # Decode no smaller than the network input (the largest test-time scale included), on the side the bundle's
+        # decode_fit names (what model build and eval decoded the gallery on; the shorter side by default).
         scales = bundle.model.get("scales") or [1.0]
         self.min_side = min_side or int(round(int(bundle.model.get("image_size", 260)) * max(scales)))
         self.fit = fit_for_resize(str(bundle.model.get("resize", "long")), str(bundle.model.get("decode_fit", "short")))

@@ -228,7 +228,7 @@ def train_model_version(
     model = embedder.describe()
     backbone_state = None
     if finetune is None:
-        # Embedded as recognition decodes queries (long side for the default network); finetune's crops below
+        # Embedded as recognition decodes queries (the side recognition.decode_fit names); finetune's crops below
         # keep the shorter side at min_side, as a crop of 40% of the photo still needs its pixels.
         fit = fit_for_resize(embedder.config.resize, embedder.config.decode_fit)
         features, ok = cached_features(client, embedder, objects, cache_dir=feature_cache, min_side=min_side, fit=fit)
